@@ -1,0 +1,29 @@
+//! Names and sizes of every map and program in `c1m-ebpf`, defined once so
+//! the daemon looks them up by the same constant the kernel side declares.
+
+/// Target processes (by tgid, as the root pid namespace sees them).
+pub const MAP_TARGET_TGIDS: &str = "TARGET_TGIDS";
+/// Sockets owned by the target, keyed by kernel socket address.
+pub const MAP_OWNED_SOCKS: &str = "OWNED_SOCKS";
+/// Local ports on which the target listens, with the number of listeners.
+pub const MAP_TARGET_LISTEN_PORTS: &str = "TARGET_LISTEN_PORTS";
+/// Per-CPU counters of TCP state transitions of owned sockets.
+pub const MAP_TRANSITIONS: &str = "TRANSITIONS";
+/// Per-CPU counters of what the kernel side could not record, by reason.
+pub const MAP_STATS: &str = "STATS";
+
+/// Most processes one target may have (threads are covered by their tgid).
+pub const MAX_TARGET_TGIDS: u32 = 4096;
+/// Most sockets tracked at once. An entry costs about 100 bytes of kernel
+/// memory (key, value and hash overhead), so 4M entries cap at ~400 MiB of
+/// preallocated-on-demand memory (the map is created with BPF_F_NO_PREALLOC).
+pub const MAX_OWNED_SOCKS: u32 = 4 * 1024 * 1024;
+/// Most distinct listening ports of one target.
+pub const MAX_TARGET_LISTEN_PORTS: u32 = 1024;
+
+/// Global holding [`crate::SockOffsets`], resolved from BTF at load time.
+pub const GLOBAL_SOCK_OFFSETS: &str = "SOCK_OFFSETS";
+
+/// Program names (the Rust function names in `c1m-ebpf`).
+pub const PROG_SET_STATE_TP_BTF: &str = "inet_sock_set_state_btf";
+pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";

@@ -1,0 +1,48 @@
+//! Per-socket records and the kernel struct offsets the probes need.
+
+/// How a target socket came to be: this decides how it is attributed.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockOrigin {
+    /// The target called `listen()`; seen in the target's own context.
+    Listener = 1,
+    /// The target called `connect()`; seen in the target's own context.
+    Connected = 2,
+    /// A child of a target listener, created in softirq context where the
+    /// current task is not the owner: attributed by the listener's port.
+    Accepted = 3,
+}
+
+/// Value of `OWNED_SOCKS`, keyed by the socket's kernel address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedSock {
+    /// The target process that owns it (for accepted sockets, 0 until known).
+    pub tgid: u32,
+    /// Current TCP state.
+    pub state: u8,
+    /// A [`SockOrigin`] value.
+    pub origin: u8,
+    /// Address family (`AF_INET` = 2, `AF_INET6` = 10).
+    pub family: u16,
+}
+const _: () = assert!(core::mem::size_of::<OwnedSock>() == 8);
+
+/// Byte offsets inside `struct sock`, read from the running kernel's BTF by
+/// the daemon and passed to the probes as a global (Rust eBPF has no CO-RE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `sk->__sk_common.skc_family` (u16).
+    pub skc_family: u32,
+    /// `sk->__sk_common.skc_num` (u16, local port in host order).
+    pub skc_num: u32,
+}
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers with no padding (sizes asserted above).
+    unsafe impl aya::Pod for super::OwnedSock {}
+    unsafe impl aya::Pod for super::SockOffsets {}
+}

@@ -1,0 +1,44 @@
+//! Every map of c1m's kernel side, in one place. Names are the constants of
+//! `c1m_common::maps` (the static's name is the map's name).
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
+};
+use c1m_common::{
+    DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS,
+    OwnedSock, TRANSITION_SLOTS,
+};
+
+/// tgid -> unused flags. Filled by the daemon.
+#[map]
+pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
+
+/// Kernel socket address -> what c1m knows of it. Not preallocated: an idle
+/// daemon must not pin hundreds of MiB.
+#[map]
+pub static OWNED_SOCKS: HashMap<u64, OwnedSock> =
+    HashMap::with_max_entries(MAX_OWNED_SOCKS, BPF_F_NO_PREALLOC);
+
+/// Local port -> number of target listeners on it.
+#[map]
+pub static TARGET_LISTEN_PORTS: HashMap<u32, u64> =
+    HashMap::with_max_entries(MAX_TARGET_LISTEN_PORTS, 0);
+
+/// `old * 16 + new` -> transitions of owned sockets.
+#[map]
+pub static TRANSITIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRANSITION_SLOTS, 0);
+
+/// [`DropReason`] -> count.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+/// Count one loss. Per-CPU slot, so a plain add is race-free.
+#[inline(always)]
+pub fn count_drop(reason: DropReason) {
+    if let Some(slot) = STATS.get_ptr_mut(reason as u32) {
+        // SAFETY: the pointer comes from the map and is this CPU's own slot.
+        unsafe { *slot += 1 };
+    }
+}

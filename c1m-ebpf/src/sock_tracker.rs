@@ -1,0 +1,143 @@
+//! Which sockets belong to the target, and what they do.
+//!
+//! Ownership is decided once, when a socket first appears:
+//! - a socket entering LISTEN or SYN_SENT in the context of a target task
+//!   was created by the target's own `listen()` / `connect()`;
+//! - a socket entering SYN_RECV is a child of a listener (a passive open).
+//!   That transition runs in softirq context, where the current task is
+//!   whoever the CPU interrupted, so the child is attributed by its local
+//!   port to the target's listener on that port instead.
+//!
+//! After that, every transition of an owned socket is counted, and the
+//! socket is forgotten when it reaches CLOSE.
+
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+use c1m_common::{
+    DropReason, OwnedSock, SockOrigin, TCP_CLOSE, TCP_LISTEN, TCP_STATE_SLOTS, TCP_SYN_RECV,
+    TCP_SYN_SENT, transition_index,
+};
+
+use crate::maps::{OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_TGIDS, TRANSITIONS, count_drop};
+
+/// One state change, decoded from whichever program observed it.
+pub struct Transition {
+    /// Kernel address of the `struct sock`.
+    pub sk: u64,
+    pub old_state: u32,
+    pub new_state: u32,
+    /// Local port, host byte order.
+    pub local_port: u16,
+    pub family: u16,
+}
+
+#[inline(always)]
+pub fn on_transition(t: &Transition) {
+    if t.old_state >= TCP_STATE_SLOTS || t.new_state >= TCP_STATE_SLOTS {
+        count_drop(DropReason::UnknownTcpState);
+        return;
+    }
+    match OWNED_SOCKS.get_ptr_mut(&t.sk) {
+        Some(owned) => follow_owned(t, owned),
+        None => adopt_if_target(t),
+    }
+}
+
+fn follow_owned(t: &Transition, owned: *mut OwnedSock) {
+    count_transition(t.old_state, t.new_state);
+    // SAFETY: pointer into the map value, valid for this program run.
+    let origin = unsafe { (*owned).origin };
+    if t.new_state == TCP_CLOSE {
+        if origin == SockOrigin::Listener as u8 && t.old_state == TCP_LISTEN {
+            change_listeners(t.local_port, false);
+        }
+        let _ = OWNED_SOCKS.remove(&t.sk);
+    } else {
+        // SAFETY: as above.
+        unsafe { (*owned).state = t.new_state as u8 };
+    }
+}
+
+fn adopt_if_target(t: &Transition) {
+    let origin = if t.new_state == TCP_SYN_RECV || t.old_state == TCP_SYN_RECV {
+        if !target_listens_on(t.local_port) {
+            return;
+        }
+        SockOrigin::Accepted
+    } else if t.new_state == TCP_LISTEN && current_is_target() {
+        SockOrigin::Listener
+    } else if t.new_state == TCP_SYN_SENT && current_is_target() {
+        SockOrigin::Connected
+    } else {
+        return;
+    };
+    let tgid = if origin == SockOrigin::Accepted {
+        0
+    } else {
+        (bpf_get_current_pid_tgid() >> 32) as u32
+    };
+    let record = OwnedSock {
+        tgid,
+        state: t.new_state as u8,
+        origin: origin as u8,
+        family: t.family,
+    };
+    if OWNED_SOCKS.insert(&t.sk, &record, 0).is_err() {
+        count_drop(DropReason::OwnedSockMapFull);
+        return;
+    }
+    if origin == SockOrigin::Listener {
+        change_listeners(t.local_port, true);
+    }
+    count_transition(t.old_state, t.new_state);
+}
+
+#[inline(always)]
+fn current_is_target() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is only tested for presence.
+    unsafe { TARGET_TGIDS.get(&tgid).is_some() }
+}
+
+#[inline(always)]
+fn target_listens_on(port: u16) -> bool {
+    // SAFETY: read of a u32 in the map; a concurrent update is benign.
+    matches!(unsafe { TARGET_LISTEN_PORTS.get(&(port as u32)) }, Some(n) if *n > 0)
+}
+
+/// Add or remove one target listener on `port`. Listeners come and go in
+/// process context on any CPU, hence the atomic add.
+fn change_listeners(port: u16, add: bool) {
+    let key = port as u32;
+    let delta: i64 = if add { 1 } else { -1 };
+    if let Some(count) = TARGET_LISTEN_PORTS.get_ptr_mut(&key) {
+        atomic_add(count, delta);
+    } else if add && TARGET_LISTEN_PORTS.insert(&key, &1u64, 0).is_err() {
+        count_drop(DropReason::ListenPortMapFull);
+    }
+}
+
+/// `lock *(u64 *)(ptr) += delta`: the BPF atomic add (BPF_XADD), which every
+/// kernel with eBPF supports. Rust's `AtomicU64` offers no `fetch_add` on the
+/// bpf target (no compare-and-swap there), so it is spelled out.
+#[inline(always)]
+fn atomic_add(ptr: *mut u64, delta: i64) {
+    // SAFETY: `ptr` is an aligned map value pointer valid for this run.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({ptr} + 0) += {delta}",
+            ptr = in(reg) ptr,
+            delta = in(reg) delta,
+        );
+    }
+}
+
+#[inline(always)]
+fn count_transition(old_state: u32, new_state: u32) {
+    let Some(index) = transition_index(old_state, new_state) else {
+        return;
+    };
+    if let Some(slot) = TRANSITIONS.get_ptr_mut(index) {
+        // SAFETY: this CPU's own slot of a per-CPU array.
+        unsafe { *slot += 1 };
+    }
+}
