@@ -2,10 +2,12 @@
 //! `c1m_common::maps` (the static's name is the map's name).
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
+use aya_log_ebpf::warn;
 use c1m_common::{
     DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS,
     OwnedSock, TRANSITION_SLOTS,
@@ -34,11 +36,18 @@ pub static TRANSITIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRANSIT
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
-/// Count one loss. Per-CPU slot, so a plain add is race-free.
+/// Count one loss. Per-CPU slot, so a plain add is race-free. The first
+/// loss of each reason on each CPU is also logged (through aya-log), so a
+/// degradation shows in the daemon's log without logging per event.
 #[inline(always)]
-pub fn count_drop(reason: DropReason) {
+pub fn count_drop<C: EbpfContext>(ctx: &C, reason: DropReason) {
     if let Some(slot) = STATS.get_ptr_mut(reason as u32) {
         // SAFETY: the pointer comes from the map and is this CPU's own slot.
-        unsafe { *slot += 1 };
+        unsafe {
+            if *slot == 0 {
+                warn!(ctx, "c1m: first loss on this CPU, reason {}", reason as u32);
+            }
+            *slot += 1;
+        }
     }
 }

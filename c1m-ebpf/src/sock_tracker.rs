@@ -11,7 +11,7 @@
 //! After that, every transition of an owned socket is counted, and the
 //! socket is forgotten when it reaches CLOSE.
 
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
+use aya_ebpf::{EbpfContext, helpers::bpf_get_current_pid_tgid};
 use c1m_common::{
     DropReason, OwnedSock, SockOrigin, TCP_CLOSE, TCP_LISTEN, TCP_STATE_SLOTS, TCP_SYN_RECV,
     TCP_SYN_SENT, transition_index,
@@ -31,24 +31,24 @@ pub struct Transition {
 }
 
 #[inline(always)]
-pub fn on_transition(t: &Transition) {
+pub fn on_transition<C: EbpfContext>(ctx: &C, t: &Transition) {
     if t.old_state >= TCP_STATE_SLOTS || t.new_state >= TCP_STATE_SLOTS {
-        count_drop(DropReason::UnknownTcpState);
+        count_drop(ctx, DropReason::UnknownTcpState);
         return;
     }
     match OWNED_SOCKS.get_ptr_mut(&t.sk) {
-        Some(owned) => follow_owned(t, owned),
-        None => adopt_if_target(t),
+        Some(owned) => follow_owned(ctx, t, owned),
+        None => adopt_if_target(ctx, t),
     }
 }
 
-fn follow_owned(t: &Transition, owned: *mut OwnedSock) {
+fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) {
     count_transition(t.old_state, t.new_state);
     // SAFETY: pointer into the map value, valid for this program run.
     let origin = unsafe { (*owned).origin };
     if t.new_state == TCP_CLOSE {
         if origin == SockOrigin::Listener as u8 && t.old_state == TCP_LISTEN {
-            change_listeners(t.local_port, false);
+            change_listeners(ctx, t.local_port, false);
         }
         let _ = OWNED_SOCKS.remove(&t.sk);
     } else {
@@ -57,7 +57,7 @@ fn follow_owned(t: &Transition, owned: *mut OwnedSock) {
     }
 }
 
-fn adopt_if_target(t: &Transition) {
+fn adopt_if_target<C: EbpfContext>(ctx: &C, t: &Transition) {
     let origin = if t.new_state == TCP_SYN_RECV || t.old_state == TCP_SYN_RECV {
         if !target_listens_on(t.local_port) {
             return;
@@ -82,11 +82,11 @@ fn adopt_if_target(t: &Transition) {
         family: t.family,
     };
     if OWNED_SOCKS.insert(&t.sk, &record, 0).is_err() {
-        count_drop(DropReason::OwnedSockMapFull);
+        count_drop(ctx, DropReason::OwnedSockMapFull);
         return;
     }
     if origin == SockOrigin::Listener {
-        change_listeners(t.local_port, true);
+        change_listeners(ctx, t.local_port, true);
     }
     count_transition(t.old_state, t.new_state);
 }
@@ -106,13 +106,13 @@ fn target_listens_on(port: u16) -> bool {
 
 /// Add or remove one target listener on `port`. Listeners come and go in
 /// process context on any CPU, hence the atomic add.
-fn change_listeners(port: u16, add: bool) {
+fn change_listeners<C: EbpfContext>(ctx: &C, port: u16, add: bool) {
     let key = port as u32;
     let delta: i64 = if add { 1 } else { -1 };
     if let Some(count) = TARGET_LISTEN_PORTS.get_ptr_mut(&key) {
         atomic_add(count, delta);
     } else if add && TARGET_LISTEN_PORTS.insert(&key, &1u64, 0).is_err() {
-        count_drop(DropReason::ListenPortMapFull);
+        count_drop(ctx, DropReason::ListenPortMapFull);
     }
 }
 

@@ -47,10 +47,10 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) {
         )
     };
     let (Ok(family), Ok(local_port)) = fields else {
-        count_drop(DropReason::SockReadFailed);
+        count_drop(ctx, DropReason::SockReadFailed);
         return;
     };
-    on_transition(&Transition {
+    on_transition(ctx, &Transition {
         sk: sk as u64,
         old_state: old_state as u32,
         new_state: new_state as u32,
@@ -95,13 +95,13 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) {
     let (Ok(sk), Ok(old_state), Ok(new_state), Ok(local_port), Ok(family), Ok(protocol)) =
         fields
     else {
-        count_drop(DropReason::SockReadFailed);
+        count_drop(ctx, DropReason::SockReadFailed);
         return;
     };
     if protocol != IPPROTO_TCP {
         return;
     }
-    on_transition(&Transition {
+    on_transition(ctx, &Transition {
         sk,
         old_state: old_state as u32,
         new_state: new_state as u32,

@@ -1,0 +1,101 @@
+//! Command-line types (clap). No behaviour lives here.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ebpf::probes::AttachMode;
+
+/// c1m: how many concurrent TCP connections can your server hold on this
+/// box, and what stops it?
+#[derive(Debug, Parser)]
+#[command(name = "c1m-daemon", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report what this kernel and this process allow: BTF, which eBPF
+    /// program types load and attach here (measured by trying), privileges,
+    /// and the system limits that bound connection counts.
+    Doctor(DoctorArgs),
+    /// Attach the probes to the kernel and follow the TCP sockets of a target
+    /// process, printing a line per interval: state transitions and the
+    /// current count by state. Stops on Ctrl-C, after --duration, or when
+    /// the target exits.
+    Run(RunArgs),
+    /// A trivial TCP echo server, the reference target of c1m's ramps.
+    /// Prints `c1m echo listening on ADDR (pid N)` once bound; stops on
+    /// Ctrl-C or SIGTERM.
+    Echo(EchoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:7007")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Process to watch (the server). A thread id is mapped to its process.
+    #[arg(long = "pid", value_name = "PID", required = true)]
+    pub pids: Vec<u32>,
+    /// Time between two printed samples, e.g. `1s`, `500ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Stop after this long, e.g. `30s`, `5m` (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Use only this way of observing TCP state changes instead of the best
+    /// one that works (tp_btf, then the classic tracepoint).
+    #[arg(long, value_enum)]
+    pub attach: Option<AttachMode>,
+}
+
+/// Human durations (`30s`, `1m30s`, `250ms`), refusing zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|err| format!("{err}; write a duration such as 500ms, 30s or 5m"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_human_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn durations_refuse_nonsense_and_zero() {
+        assert!(parse_duration("soon").unwrap_err().contains("such as"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

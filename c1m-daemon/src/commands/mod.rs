@@ -1,0 +1,21 @@
+//! One module per subcommand. Each returns the process exit code, or an
+//! error that `main` prints on one line.
+
+mod doctor;
+mod run;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+
+/// Exit code when the watched target exited (distinct from a failure of
+/// c1m itself, so scripts can tell them apart).
+pub const EXIT_TARGET_GONE: u8 = 3;
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Doctor(args) => doctor::doctor(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Echo(args) => crate::tools::echo::serve(args.listen).map(|()| ExitCode::SUCCESS),
+    }
+}

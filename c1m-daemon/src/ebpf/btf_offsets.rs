@@ -1,0 +1,129 @@
+//! Struct field offsets of the running kernel, read from its BTF.
+//!
+//! Rust eBPF programs have no CO-RE relocations, so a probe that reads
+//! `sk->__sk_common.skc_num` needs the offset of that field on *this*
+//! kernel. The daemon resolves it here and passes it to the probes as a
+//! global before loading them.
+
+use btf_rs::{Btf, Type};
+use c1m_common::SockOffsets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetError {
+    #[error("cannot parse kernel BTF: {0}")]
+    Btf(String),
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("struct {strukt} has no member {member} in this kernel's BTF")]
+    NoMember { strukt: String, member: String },
+    #[error("member {0} is a bitfield, which c1m cannot read by offset")]
+    Bitfield(String),
+}
+
+fn btf_err(err: impl std::fmt::Display) -> OffsetError {
+    OffsetError::Btf(err.to_string())
+}
+
+/// The offsets `inet_sock_set_state_btf` needs.
+pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
+    Ok(SockOffsets {
+        skc_family: member_offset(btf, "sock", "skc_family")?,
+        skc_num: member_offset(btf, "sock", "skc_num")?,
+    })
+}
+
+/// Byte offset of `member` in `struct strukt`, looking through embedded
+/// structs and anonymous unions (`skc_num` lives in `sock.__sk_common`,
+/// inside an anonymous union of `skc_portpair`).
+pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, OffsetError> {
+    let ty = btf
+        .resolve_types_by_name(strukt)
+        .map_err(|_| OffsetError::NoStruct(strukt.to_owned()))?
+        .into_iter()
+        .find(|t| matches!(t, Type::Struct(_)))
+        .ok_or_else(|| OffsetError::NoStruct(strukt.to_owned()))?;
+    let bits = find_member_bits(btf, &ty, member, 0)?.ok_or_else(|| OffsetError::NoMember {
+        strukt: strukt.to_owned(),
+        member: member.to_owned(),
+    })?;
+    if bits % 8 != 0 {
+        return Err(OffsetError::Bitfield(member.to_owned()));
+    }
+    Ok(bits / 8)
+}
+
+/// Depth-first search; only descends into members that are structs or
+/// unions (embedded, not pointed to), so the offset stays inside `ty`.
+fn find_member_bits(
+    btf: &Btf,
+    ty: &Type,
+    member: &str,
+    base_bits: u32,
+) -> Result<Option<u32>, OffsetError> {
+    let (Type::Struct(s) | Type::Union(s)) = ty else {
+        return Ok(None);
+    };
+    for m in &s.members {
+        let bits = base_bits + m.bit_offset();
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            if m.bitfield_size().is_some_and(|size| size != 0) {
+                return Err(OffsetError::Bitfield(member.to_owned()));
+            }
+            return Ok(Some(bits));
+        }
+        let member_type = strip_modifiers(btf, btf.resolve_chained_type(m).map_err(btf_err)?)?;
+        if let Some(found) = find_member_bits(btf, &member_type, member, bits)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// Follow typedefs and qualifiers to the underlying type.
+fn strip_modifiers(btf: &Btf, mut ty: Type) -> Result<Type, OffsetError> {
+    loop {
+        ty = match &ty {
+            Type::Typedef(t) => btf.resolve_chained_type(t).map_err(btf_err)?,
+            Type::Const(t) | Type::Volatile(t) | Type::Restrict(t) => {
+                btf.resolve_chained_type(t).map_err(btf_err)?
+            }
+            _ => return Ok(ty),
+        };
+    }
+}
+
+/// The running kernel's BTF.
+pub fn load_kernel_btf() -> Result<Btf, OffsetError> {
+    Btf::from_file(super::VMLINUX_BTF).map_err(btf_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs the kernel's BTF, which every CI machine has.
+    #[test]
+    fn resolves_sock_common_offsets_on_this_kernel() {
+        let btf = load_kernel_btf().expect("/sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)");
+        let offsets = resolve_sock_offsets(&btf).unwrap();
+        // struct sock_common has been laid out like this on 64-bit kernels
+        // since 4.x: addrpair (8), hash (4), u16hashes (4), then dport/num,
+        // then family.
+        assert_eq!(offsets.skc_num, 14);
+        assert_eq!(offsets.skc_family, 16);
+    }
+
+    #[test]
+    fn unknown_names_are_errors_not_zero() {
+        let btf = load_kernel_btf().unwrap();
+        assert!(matches!(
+            member_offset(&btf, "sock", "no_such_member"),
+            Err(OffsetError::NoMember { .. })
+        ));
+        assert!(matches!(
+            member_offset(&btf, "no_such_struct_c1m", "x"),
+            Err(OffsetError::NoStruct(_))
+        ));
+    }
+}

@@ -1,0 +1,255 @@
+//! Loading c1m's kernel programs, attaching the best one this kernel
+//! supports for each hook, telling them which process is the target, and
+//! reading their counters back.
+
+use std::{collections::BTreeMap, fmt};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{HashMap, MapData, MapError, PerCpuArray},
+    programs::{BtfTracePoint, ProgramError, TracePoint},
+};
+use c1m_common::{
+    DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_TGIDS,
+    MAP_TRANSITIONS, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets,
+    TRANSITION_SLOTS,
+};
+use serde::Serialize;
+
+use super::{C1M_EBPF_OBJECT, btf_offsets, tracefs};
+use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
+
+/// Reader of the kernel side's aya-log messages, into the `log` crate.
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// Which program observes `inet_sock_set_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    /// BTF-typed tracepoint: cheapest, needs kernel BTF (5.5+).
+    TpBtf,
+    /// Classic tracepoint: any kernel since 4.16, needs tracefs.
+    Tracepoint,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::TpBtf => "tp_btf/inet_sock_set_state",
+            AttachMode::Tracepoint => "tracepoint/sock/inet_sock_set_state",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "c1m-daemon needs root, or the capabilities {missing}, to load eBPF programs; \
+         run it with sudo (or grant them: see `c1m-daemon doctor`)"
+    )]
+    NoPrivilege { missing: String },
+    #[error("cannot load c1m's eBPF programs into this kernel: {0}")]
+    Load(#[source] EbpfError),
+    #[error("c1m's eBPF object has no map {0}: the daemon and probes were built apart")]
+    MissingMap(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "cannot observe TCP state changes on this kernel: {attempts}. c1m needs kernel \
+         BTF (CONFIG_DEBUG_INFO_BTF) for tp_btf, or tracepoints with tracefs; \
+         `c1m-daemon doctor` shows what this kernel allows"
+    )]
+    NoAttachPoint { attempts: String },
+}
+
+fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
+    move |source| ProbeError::Map { name, source }
+}
+
+/// The loaded and attached probes. Dropping it detaches everything: aya
+/// owns the links and closes them, and nothing is pinned.
+pub struct Probes {
+    _ebpf: Ebpf,
+    pub attach_mode: AttachMode,
+    target_tgids: HashMap<MapData, u32, u32>,
+    listen_ports: HashMap<MapData, u32, u64>,
+    transitions: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    /// Load and attach. `only` forces one attach mode (to test a fallback,
+    /// or on a kernel whose preferred mode misbehaves).
+    pub fn attach(only: Option<AttachMode>) -> Result<Probes, ProbeError> {
+        let privileges = Privileges::of_this_process();
+        if !privileges.can_trace() {
+            return Err(ProbeError::NoPrivilege {
+                missing: privileges.missing_for_tracing().join(" + "),
+            });
+        }
+        // Without BTF, tp_btf cannot work anyway; zero offsets are never used.
+        let btf = btf_offsets::load_kernel_btf();
+        let offsets = match &btf {
+            Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
+            Err(err) => Err(btf_offsets::OffsetError::Btf(err.to_string())),
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(
+                GLOBAL_SOCK_OFFSETS,
+                offsets.as_ref().unwrap_or(&SockOffsets::default()),
+                true,
+            )
+            .load(C1M_EBPF_OBJECT)
+            .map_err(ProbeError::Load)?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                log::warn!("kernel-side log messages unavailable: {err}");
+                None
+            }
+        };
+
+        let mut attempts = Vec::new();
+        let mut attach_mode = None;
+        for mode in [AttachMode::TpBtf, AttachMode::Tracepoint] {
+            if only.is_some_and(|only| only != mode) {
+                continue;
+            }
+            let result = match mode {
+                AttachMode::TpBtf => match &offsets {
+                    Ok(_) => attach_tp_btf(&mut ebpf),
+                    Err(err) => Err(err.to_string()),
+                },
+                AttachMode::Tracepoint => attach_tracepoint(&mut ebpf),
+            };
+            match result {
+                Ok(()) => {
+                    attach_mode = Some(mode);
+                    break;
+                }
+                Err(err) => {
+                    log::warn!("{mode} unavailable, falling back: {err}");
+                    attempts.push(format!("{mode}: {err}"));
+                }
+            }
+        }
+        let attach_mode = attach_mode.ok_or_else(|| ProbeError::NoAttachPoint {
+            attempts: attempts.join("; "),
+        })?;
+        log::info!("attached {attach_mode}");
+
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
+        let target_tgids = HashMap::try_from(take(MAP_TARGET_TGIDS)?)
+            .map_err(map_error(MAP_TARGET_TGIDS))?;
+        let listen_ports = HashMap::try_from(take(MAP_TARGET_LISTEN_PORTS)?)
+            .map_err(map_error(MAP_TARGET_LISTEN_PORTS))?;
+        let transitions =
+            PerCpuArray::try_from(take(MAP_TRANSITIONS)?).map_err(map_error(MAP_TRANSITIONS))?;
+        let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?;
+        Ok(Probes {
+            _ebpf: ebpf,
+            attach_mode,
+            target_tgids,
+            listen_ports,
+            transitions,
+            stats,
+            logger,
+        })
+    }
+
+    /// Hand the kernel-side log reader to the caller (to poll it, e.g.
+    /// with tokio's `AsyncFd`).
+    pub fn take_logger(&mut self) -> Option<KernelLogger> {
+        self.logger.take()
+    }
+
+    /// Sockets created by this process from now on belong to the target.
+    pub fn add_target(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        self.target_tgids
+            .insert(tgid, 0, 0)
+            .map_err(map_error(MAP_TARGET_TGIDS))
+    }
+
+    /// A port on which the target already listened before c1m attached, so
+    /// connections accepted on it are the target's.
+    pub fn add_listen_port(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
+        self.listen_ports
+            .insert(port as u32, listeners, 0)
+            .map_err(map_error(MAP_TARGET_LISTEN_PORTS))
+    }
+
+    pub fn read_transitions(&self) -> Result<TransitionCounts, ProbeError> {
+        let mut slots = Vec::with_capacity(TRANSITION_SLOTS as usize);
+        for index in 0..TRANSITION_SLOTS {
+            let per_cpu = self
+                .transitions
+                .get(&index, 0)
+                .map_err(map_error(MAP_TRANSITIONS))?;
+            slots.push(per_cpu.iter().sum());
+        }
+        Ok(TransitionCounts::from_slots(slots))
+    }
+
+    /// Losses on the kernel side, by reason (every reason, zeros included,
+    /// so a reader sees what is counted).
+    pub fn read_drops(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
+        DropReason::ALL
+            .iter()
+            .map(|reason| {
+                let per_cpu = self
+                    .stats
+                    .get(&(*reason as u32), 0)
+                    .map_err(map_error(MAP_STATS))?;
+                Ok((reason.name(), per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+}
+
+fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let program: &mut BtfTracePoint = program_mut(ebpf, PROG_SET_STATE_TP_BTF)?;
+    program
+        .load("inet_sock_set_state", &btf)
+        .map_err(describe)?;
+    program.attach().map_err(describe)?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
+    tracefs::ensure_tracefs().map_err(|e| format!("cannot mount tracefs: {e}"))?;
+    let program: &mut TracePoint = program_mut(ebpf, PROG_SET_STATE_TRACEPOINT)?;
+    program.load().map_err(describe)?;
+    program
+        .attach("sock", "inet_sock_set_state")
+        .map_err(describe)?;
+    Ok(())
+}
+
+/// A program of the object, as its concrete type.
+pub fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from c1m's eBPF object"))?;
+    program.try_into().map_err(describe)
+}
+
+/// A program error with its causes on one line (aya nests the errno).
+pub fn describe(err: impl std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,3 @@
+//! Pure computations over samples: no I/O, unit-tested with plain data.
+
+pub mod transitions;

@@ -1,0 +1,8 @@
+//! Readers of what the system exposes as files and syscalls: sysctls,
+//! rlimits, capabilities, processes. They parse and return typed values; they
+//! do no analysis.
+
+pub mod limits;
+pub mod privileges;
+pub mod process;
+pub mod sysctl;

@@ -1,0 +1,136 @@
+//! The target process as `/proc` shows it: resolving a user's pid, telling
+//! whether it is still the same process (pids are reused), and finding the
+//! ports it listens on.
+
+use std::collections::BTreeMap;
+
+use procfs::{
+    ProcError,
+    net::TcpState,
+    process::{FDTarget, Process},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "no process with pid {pid}; check the server's pid with `pgrep -f <name>` or `ps -e`"
+    )]
+    NoSuchProcess { pid: u32 },
+    #[error("process {pid} has already exited; start the server and pass its new pid")]
+    Exited { pid: u32 },
+    #[error("cannot read /proc/{pid}: {source}; run c1m-daemon as root or with CAP_SYS_PTRACE")]
+    Unreadable { pid: u32, source: ProcError },
+}
+
+/// A process identified by its pid and start time, so a reused pid is not
+/// mistaken for the process the user named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetProcess {
+    pub tgid: u32,
+    /// `starttime` from `/proc/<pid>/stat`, in clock ticks since boot.
+    pub start_ticks: u64,
+    pub comm: String,
+}
+
+impl TargetProcess {
+    /// Resolve what the user typed: a process id, or a thread id that is
+    /// mapped to its process.
+    pub fn resolve(pid: u32) -> Result<TargetProcess, TargetError> {
+        let map_err = |source: ProcError| match source {
+            ProcError::NotFound(_) => TargetError::NoSuchProcess { pid },
+            source => TargetError::Unreadable { pid, source },
+        };
+        let process = Process::new(pid as i32).map_err(map_err)?;
+        let tgid = process.status().map_err(map_err)?.tgid as u32;
+        let process = if tgid == pid {
+            process
+        } else {
+            Process::new(tgid as i32).map_err(map_err)?
+        };
+        let stat = process.stat().map_err(map_err)?;
+        if matches!(stat.state, 'Z' | 'X') {
+            return Err(TargetError::Exited { pid });
+        }
+        Ok(TargetProcess {
+            tgid,
+            start_ticks: stat.starttime,
+            comm: stat.comm,
+        })
+    }
+
+    /// Whether the process still runs (and is not a new one with a reused pid).
+    pub fn is_alive(&self) -> bool {
+        Process::new(self.tgid as i32)
+            .and_then(|p| p.stat())
+            .is_ok_and(|stat| {
+                stat.starttime == self.start_ticks && stat.state != 'Z' && stat.state != 'X'
+            })
+    }
+
+    /// Local ports of the TCP sockets this process has in LISTEN, with how
+    /// many listeners share each port (SO_REUSEPORT), read from its fds and
+    /// its own network namespace's `/proc/<pid>/net/tcp{,6}`.
+    pub fn listening_ports(&self) -> Result<BTreeMap<u16, u64>, TargetError> {
+        let pid = self.tgid;
+        let map_err = |source: ProcError| match source {
+            ProcError::NotFound(_) => TargetError::Exited { pid },
+            source => TargetError::Unreadable { pid, source },
+        };
+        let process = Process::new(pid as i32).map_err(map_err)?;
+        let socket_inodes: std::collections::HashSet<u64> = process
+            .fd()
+            .map_err(map_err)?
+            .filter_map(|fd| match fd.ok()?.target {
+                FDTarget::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect();
+        let mut ports = BTreeMap::new();
+        let entries = process
+            .tcp()
+            .map_err(map_err)?
+            .into_iter()
+            .chain(process.tcp6().unwrap_or_default());
+        for entry in entries {
+            if entry.state == TcpState::Listen && socket_inodes.contains(&entry.inode) {
+                *ports.entry(entry.local_address.port()).or_insert(0) += 1;
+            }
+        }
+        Ok(ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_this_process() {
+        let me = TargetProcess::resolve(std::process::id()).unwrap();
+        assert_eq!(me.tgid, std::process::id());
+        assert!(me.is_alive());
+    }
+
+    #[test]
+    fn a_missing_pid_says_how_to_find_the_right_one() {
+        // pid_max is at most 2^22, so this pid cannot exist.
+        let err = TargetProcess::resolve(u32::MAX / 2).unwrap_err();
+        assert!(matches!(err, TargetError::NoSuchProcess { .. }));
+        assert!(err.to_string().contains("pgrep"), "{err}");
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_same_process() {
+        let mut me = TargetProcess::resolve(std::process::id()).unwrap();
+        me.start_ticks += 1;
+        assert!(!me.is_alive());
+    }
+
+    #[test]
+    fn finds_its_own_listening_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let me = TargetProcess::resolve(std::process::id()).unwrap();
+        assert_eq!(me.listening_ports().unwrap().get(&port), Some(&1));
+    }
+}
