@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use c1m_common::{TCP_CLOSE, TCP_ESTABLISHED, TCP_STATE_SLOTS, TRANSITION_SLOTS, tcp_state_name};
+use c1m_common::{
+    TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_STATE_SLOTS, TCP_SYN_RECV, TRANSITION_SLOTS,
+    tcp_state_name,
+};
 
 /// Counters indexed `old * TCP_STATE_SLOTS + new`, summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +60,14 @@ impl TransitionCounts {
         (0..TCP_STATE_SLOTS).map(|old| self.get(old, state)).sum()
     }
 
+    /// Transitions that took a socket out of `state`. A child socket is born
+    /// as a clone of its listener, so the kernel reports its first step as
+    /// LISTEN -> SYN_RECV: that is a birth, not the listener leaving LISTEN.
     pub fn out_of_state(&self, state: u32) -> u64 {
-        (0..TCP_STATE_SLOTS).map(|new| self.get(state, new)).sum()
+        (0..TCP_STATE_SLOTS)
+            .filter(|&new| !(state == TCP_LISTEN && new == TCP_SYN_RECV))
+            .map(|new| self.get(state, new))
+            .sum()
     }
 
     /// Connections that reached ESTABLISHED.

@@ -1,0 +1,99 @@
+//! End-to-end tests of the command line: bad input gets one clear line and
+//! a non-zero exit; `doctor` reports what this machine really allows.
+
+mod common;
+
+use std::{path::Path, process::Output};
+
+use common::*;
+use serde_json::Value;
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn run_with_a_pid_that_does_not_exist_says_so() {
+    let output = daemon().args(["run", "--pid", "2147483000"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("no process with pid 2147483000"), "{stderr}");
+    assert!(stderr.contains("pgrep"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn malformed_durations_say_what_to_write() {
+    let output = daemon()
+        .args(["run", "--pid", "1", "--duration", "soon"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("such as 500ms"), "{stderr}");
+}
+
+#[test]
+fn run_without_privileges_names_the_missing_capabilities() {
+    if !Path::new("/usr/bin/setpriv").exists() {
+        panic!("setpriv (util-linux) is needed for this test; `cargo xtask setup` installs it");
+    }
+    // Drop to nobody with no capabilities, watching this test process.
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(DAEMON)
+        .args(["run", "--pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs root, or the capabilities CAP_BPF + CAP_PERFMON"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn doctor_json_reports_what_this_kernel_allows() {
+    if !kernel_tests_allowed("doctor --json") {
+        return;
+    }
+    let output = daemon().args(["doctor", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let usable = |key: &str| report["program_types"][key]["usable"].as_bool().unwrap();
+
+    assert_eq!(report["kernel"]["btf"], Path::new("/sys/kernel/btf/vmlinux").exists());
+    assert!(usable("tp_btf"), "{report:#}");
+    assert!(usable("tracepoint"), "{report:#}");
+    assert!(usable("iter_tcp"), "{report:#}");
+    // kprobes exist exactly when the kernel has the kprobe PMU.
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    assert_eq!(usable("kprobe"), kprobes, "{report:#}");
+    assert!(report["program_types"]["fentry"]["usable"].is_boolean());
+    // Limits are the ones this process has.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit into a local.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(report["limits"]["rlimit_nofile"]["soft"], limit.rlim_cur);
+    assert_eq!(report["limits"]["rlimit_nofile"]["hard"], limit.rlim_max);
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(report["limits"]["somaxconn"], somaxconn);
+    assert_eq!(report["can_run"], true);
+}
+
+#[test]
+fn doctor_without_privileges_exits_non_zero_and_explains() {
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(DAEMON)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("c1m cannot run here"), "{stdout}");
+    assert!(stdout.contains("CAP_BPF"), "{stdout}");
+}

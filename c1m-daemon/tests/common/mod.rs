@@ -1,0 +1,135 @@
+//! Helpers for end-to-end tests: run the real `c1m-daemon` binary, start
+//! helper processes and end them by pid when the test ends (pass or fail),
+//! and decide loudly whether a kernel test may run here.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead as _, BufReader, Lines},
+    net::SocketAddr,
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_c1m-daemon");
+
+pub fn daemon() -> Command {
+    Command::new(DAEMON)
+}
+
+/// Kernel tests need root (or CAP_BPF + CAP_PERFMON). Without it they skip
+/// and say why, unless `C1M_REQUIRE_KERNEL_TESTS=1` (set by `cargo xtask
+/// test` and CI), where a skip would hide a failure, so it panics instead.
+pub fn kernel_tests_allowed(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let why = format!("{test}: needs root to load eBPF programs");
+    if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
+        panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
+    }
+    eprintln!("SKIPPED {why}");
+    false
+}
+
+/// A child process that is sent SIGKILL (by its pid) and reaped on drop.
+pub struct ChildGuard {
+    pub child: Child,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Ask it to stop like Ctrl-C would.
+    pub fn interrupt(&self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of a child's stdout, read on a thread so a test can wait for one
+/// with a timeout instead of hanging.
+pub struct LineReader {
+    rx: mpsc::Receiver<String>,
+}
+
+impl LineReader {
+    pub fn new(stdout: ChildStdout) -> LineReader {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let lines: Lines<_> = BufReader::new(stdout).lines();
+            for line in lines.map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LineReader { rx }
+    }
+
+    /// The next line, or `None` at end of output or after `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Skip lines until one satisfies `pred`; panics after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.next_line(left) {
+                Some(line) if pred(&line) => return line,
+                Some(_) => {}
+                None => panic!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+    }
+}
+
+/// Start `c1m-daemon echo` on a free loopback port.
+pub fn spawn_echo() -> (ChildGuard, SocketAddr) {
+    let mut child = daemon()
+        .args(["echo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning c1m-daemon echo");
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard { child };
+    let lines = LineReader::new(stdout);
+    let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
+        l.contains("listening on")
+    });
+    let addr = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (guard, addr)
+}
+
+/// Start `c1m-daemon run --json` on `pid` and wait until it has attached.
+pub fn spawn_run(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader) {
+    let mut child = daemon()
+        .args(["run", "--json", "--interval", "200ms", "--pid", &pid.to_string()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning c1m-daemon run");
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let guard = ChildGuard { child };
+    lines.wait_for(Duration::from_secs(30), "run to attach", |l| {
+        l.contains(r#""event":"attached""#)
+    });
+    (guard, lines)
+}

@@ -1,0 +1,119 @@
+//! Kernel tests of `c1m-daemon run`: the real binary loads the real probes
+//! and must attribute exactly the target's connections, including the ones
+//! it *accepted* (whose state changes run in softirq context).
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::Stdio,
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+/// Open `n` connections and wait until the server has echoed one byte on
+/// each, so each is accepted and ESTABLISHED on the server side.
+fn connect_and_echo(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            stream.write_all(b"x").unwrap();
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).expect("echo");
+            stream
+        })
+        .collect()
+}
+
+fn run_attribution(attach: &str) {
+    let (target, target_addr) = spawn_echo();
+    let (_other, other_addr) = spawn_echo();
+    let (daemon, lines) = spawn_run(target.pid(), &["--attach", attach]);
+
+    // 200 to the target and, at the same time, 50 between two other
+    // processes (this test process and a second echo server).
+    let others = std::thread::spawn(move || connect_and_echo(other_addr, 50));
+    let held = connect_and_echo(target_addr, 200);
+    let held_others = others.join().unwrap();
+
+    lines.wait_for(Duration::from_secs(10), "200 established", |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["established_total"] == 200)
+    });
+    daemon.interrupt();
+    let last: Value = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
+        .last()
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .expect("a final sample after SIGINT");
+
+    assert_eq!(last["established_total"], 200, "{last}");
+    assert_eq!(last["established"], 200, "{last}");
+    assert_eq!(last["transitions_total"]["SYN_RECV->ESTABLISHED"], 200, "{last}");
+    assert_eq!(last["transitions_total"]["LISTEN->SYN_RECV"], 200, "{last}");
+    // Nothing else happened to the target's sockets: the 50 others and the
+    // client ends of the 200 are not its sockets.
+    assert_eq!(last["transitions_total"].as_object().unwrap().len(), 2, "{last}");
+    assert!(last["drops"].as_object().unwrap().values().all(|v| v == 0), "{last}");
+    drop((held, held_others));
+}
+
+#[test]
+fn counts_exactly_the_targets_accepted_connections_via_tp_btf() {
+    if kernel_tests_allowed("tp_btf attribution") {
+        run_attribution("tp-btf");
+    }
+}
+
+#[test]
+fn counts_exactly_the_targets_accepted_connections_via_tracepoint_fallback() {
+    if kernel_tests_allowed("tracepoint attribution") {
+        run_attribution("tracepoint");
+    }
+}
+
+#[test]
+fn closes_are_followed_until_the_sockets_are_gone() {
+    if !kernel_tests_allowed("close tracking") {
+        return;
+    }
+    let (target, addr) = spawn_echo();
+    let (daemon, lines) = spawn_run(target.pid(), &[]);
+    let held = connect_and_echo(addr, 20);
+    drop(held); // the clients close first: the server sees CLOSE_WAIT -> LAST_ACK -> CLOSE
+    lines.wait_for(Duration::from_secs(10), "all closed", |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["established_total"] == 20 && v["transitions_total"]["LAST_ACK->CLOSE"] == 20
+        })
+    });
+    let line = lines.next_line(Duration::from_secs(5)).unwrap();
+    let sample: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(sample["established"], 0, "{sample}");
+    assert_eq!(sample["by_state"].as_object().unwrap().len(), 0, "{sample}");
+    drop(daemon);
+}
+
+#[test]
+fn a_target_that_exits_while_watched_ends_the_run_with_one_clear_line() {
+    if !kernel_tests_allowed("target exit") {
+        return;
+    }
+    let (target, _) = spawn_echo();
+    let mut daemon = common::daemon()
+        .args(["run", "--interval", "100ms", "--pid", &target.pid().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(target); // SIGKILL and reap
+    let mut stderr = String::new();
+    let mut pipe = daemon.stderr.take().unwrap();
+    let status = daemon.wait().unwrap();
+    pipe.read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "stderr: {stderr}");
+    assert!(stderr.contains("exited"), "{stderr}");
+    assert!(stderr.contains("new pid"), "{stderr}");
+}
