@@ -49,6 +49,11 @@ fn main() -> anyhow::Result<()> {
             Toolchain::Custom(DEBIAN_TOOLCHAIN)
         }
     };
+    // aya-build relays the inner cargo's stderr as `cargo:warning` lines;
+    // without this a cold build prints one warning per compiled crate.
+    // Errors still come through.
+    // SAFETY: as above.
+    unsafe { env::set_var("CARGO_TERM_QUIET", "true") };
     let package = Package {
         name: "c1m-ebpf",
         root_dir: ebpf_dir,

@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn transition_index_is_row_major_and_bounded() {
-        assert_eq!(transition_index(TCP_SYN_RECV, TCP_ESTABLISHED), Some(3 * 16 + 1));
+        assert_eq!(
+            transition_index(TCP_SYN_RECV, TCP_ESTABLISHED),
+            Some(3 * 16 + 1)
+        );
         assert_eq!(transition_index(15, 15), Some(TRANSITION_SLOTS - 1));
         assert_eq!(transition_index(16, 1), None);
         assert_eq!(transition_index(1, 16), None);

@@ -14,10 +14,16 @@ fn stderr_of(output: &Output) -> String {
 
 #[test]
 fn run_with_a_pid_that_does_not_exist_says_so() {
-    let output = daemon().args(["run", "--pid", "2147483000"]).output().unwrap();
+    let output = daemon()
+        .args(["run", "--pid", "2147483000"])
+        .output()
+        .unwrap();
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr.contains("no process with pid 2147483000"), "{stderr}");
+    assert!(
+        stderr.contains("no process with pid 2147483000"),
+        "{stderr}"
+    );
     assert!(stderr.contains("pgrep"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
@@ -40,14 +46,22 @@ fn run_without_privileges_names_the_missing_capabilities() {
     }
     // Drop to nobody with no capabilities, watching this test process.
     let output = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(DAEMON)
         .args(["run", "--pid", &std::process::id().to_string()])
         .output()
         .unwrap();
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("needs root, or the capabilities CAP_BPF + CAP_PERFMON"), "{stderr}");
+    assert!(
+        stderr.contains("needs root, or the capabilities CAP_BPF + CAP_PERFMON"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
@@ -61,7 +75,10 @@ fn doctor_json_reports_what_this_kernel_allows() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     let usable = |key: &str| report["program_types"][key]["usable"].as_bool().unwrap();
 
-    assert_eq!(report["kernel"]["btf"], Path::new("/sys/kernel/btf/vmlinux").exists());
+    assert_eq!(
+        report["kernel"]["btf"],
+        Path::new("/sys/kernel/btf/vmlinux").exists()
+    );
     assert!(usable("tp_btf"), "{report:#}");
     assert!(usable("tracepoint"), "{report:#}");
     assert!(usable("iter_tcp"), "{report:#}");
@@ -70,7 +87,10 @@ fn doctor_json_reports_what_this_kernel_allows() {
     assert_eq!(usable("kprobe"), kprobes, "{report:#}");
     assert!(report["program_types"]["fentry"]["usable"].is_boolean());
     // Limits are the ones this process has.
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain getrlimit into a local.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(report["limits"]["rlimit_nofile"]["soft"], limit.rlim_cur);
@@ -87,7 +107,12 @@ fn doctor_json_reports_what_this_kernel_allows() {
 #[test]
 fn doctor_without_privileges_exits_non_zero_and_explains() {
     let output = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(DAEMON)
         .arg("doctor")
         .output()

@@ -20,7 +20,9 @@ fn connect_and_echo(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     (0..n)
         .map(|_| {
             let mut stream = TcpStream::connect(addr).expect("connect");
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             stream.write_all(b"x").unwrap();
             let mut byte = [0u8; 1];
             stream.read_exact(&mut byte).expect("echo");
@@ -51,12 +53,22 @@ fn run_attribution(attach: &str) {
 
     assert_eq!(last["established_total"], 200, "{last}");
     assert_eq!(last["established"], 200, "{last}");
-    assert_eq!(last["transitions_total"]["SYN_RECV->ESTABLISHED"], 200, "{last}");
+    assert_eq!(
+        last["transitions_total"]["SYN_RECV->ESTABLISHED"], 200,
+        "{last}"
+    );
     assert_eq!(last["transitions_total"]["LISTEN->SYN_RECV"], 200, "{last}");
     // Nothing else happened to the target's sockets: the 50 others and the
     // client ends of the 200 are not its sockets.
-    assert_eq!(last["transitions_total"].as_object().unwrap().len(), 2, "{last}");
-    assert!(last["drops"].as_object().unwrap().values().all(|v| v == 0), "{last}");
+    assert_eq!(
+        last["transitions_total"].as_object().unwrap().len(),
+        2,
+        "{last}"
+    );
+    assert!(
+        last["drops"].as_object().unwrap().values().all(|v| v == 0),
+        "{last}"
+    );
     drop((held, held_others));
 }
 
@@ -102,7 +114,13 @@ fn a_target_that_exits_while_watched_ends_the_run_with_one_clear_line() {
     }
     let (target, _) = spawn_echo();
     let mut daemon = common::daemon()
-        .args(["run", "--interval", "100ms", "--pid", &target.pid().to_string()])
+        .args([
+            "run",
+            "--interval",
+            "100ms",
+            "--pid",
+            &target.pid().to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use c1m_common::{
-    DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS,
-    OwnedSock, TRANSITION_SLOTS,
+    DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS, OwnedSock,
+    TRANSITION_SLOTS,
 };
 
 /// tgid -> unused flags. Filled by the daemon.

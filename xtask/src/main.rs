@@ -1,1 +1,116 @@
-fn main(){}
+//! `cargo xtask`: the few commands a newcomer needs, each doing its own
+//! set-up first so they work on a fresh machine.
+//!
+//! - `cargo xtask run -- --pid <PID>`: build and run `c1m-daemon run`.
+//! - `cargo xtask test`: every test, kernel tests included (they may not skip).
+//! - `cargo xtask setup`: only the set-up (apt packages, bpf-linker, the
+//!   rustup link to Debian's rustc), idempotent.
+//! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, run and test c1m (does its own set-up)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building c1m needs on this machine (idempotent).
+    Setup,
+    /// Build (release) and run `c1m-daemon run` with these arguments,
+    /// e.g. `cargo xtask run -- --pid 1234`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build (release) and run `c1m-daemon` with any subcommand,
+    /// e.g. `cargo xtask daemon -- doctor`.
+    Daemon {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit, end-to-end and kernel tests (root needed; here
+    /// a kernel test that cannot run fails instead of skipping).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cargo xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::Setup => setup::ensure_build_prerequisites(),
+        Task::Run { args } => {
+            setup::ensure_build_prerequisites()?;
+            run_daemon(std::iter::once("run".to_owned()).chain(args))
+        }
+        Task::Daemon { args } => {
+            setup::ensure_build_prerequisites()?;
+            run_daemon(args)
+        }
+        Task::Test { args } => {
+            setup::ensure_build_prerequisites()?;
+            setup::ensure_test_prerequisites()?;
+            cargo(
+                Command::new("cargo")
+                    .args(["test", "--workspace", "--exclude", "c1m-ebpf"])
+                    .args(args)
+                    .env("C1M_REQUIRE_KERNEL_TESTS", "1"),
+            )
+        }
+    }
+}
+
+fn run_daemon(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    cargo(Command::new("cargo").args(["build", "--release", "--package", "c1m-daemon"]))?;
+    let binary = workspace_root().join("target/release/c1m-daemon");
+    let status = Command::new(&binary)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !status.success() {
+        // The daemon already printed what went wrong.
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
+
+fn cargo(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}

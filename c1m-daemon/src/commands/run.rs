@@ -70,10 +70,8 @@ async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<Ex
     }
 
     let started = Instant::now();
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + args.interval,
-        args.interval,
-    );
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
@@ -92,7 +90,14 @@ async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<Ex
         };
         let totals = probes.read_transitions()?;
         let drops = probes.read_drops()?;
-        print_sample(args.json, started.elapsed(), &pids, &totals, &previous, &drops);
+        print_sample(
+            args.json,
+            started.elapsed(),
+            &pids,
+            &totals,
+            &previous,
+            &drops,
+        );
         previous = totals;
         if stop {
             return Ok(ExitCode::SUCCESS);

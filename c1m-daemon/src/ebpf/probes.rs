@@ -144,8 +144,8 @@ impl Probes {
         log::info!("attached {attach_mode}");
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
-        let target_tgids = HashMap::try_from(take(MAP_TARGET_TGIDS)?)
-            .map_err(map_error(MAP_TARGET_TGIDS))?;
+        let target_tgids =
+            HashMap::try_from(take(MAP_TARGET_TGIDS)?).map_err(map_error(MAP_TARGET_TGIDS))?;
         let listen_ports = HashMap::try_from(take(MAP_TARGET_LISTEN_PORTS)?)
             .map_err(map_error(MAP_TARGET_LISTEN_PORTS))?;
         let transitions =

@@ -30,7 +30,11 @@ impl Default for TransitionCounts {
 impl TransitionCounts {
     /// From the kernel array; a short or long slice is a bug on our side.
     pub fn from_slots(counts: Vec<u64>) -> TransitionCounts {
-        assert_eq!(counts.len(), TRANSITION_SLOTS as usize, "transition array size");
+        assert_eq!(
+            counts.len(),
+            TRANSITION_SLOTS as usize,
+            "transition array size"
+        );
         TransitionCounts { counts }
     }
 
@@ -56,14 +60,14 @@ impl TransitionCounts {
         }
     }
 
-    pub fn into_state(&self, state: u32) -> u64 {
+    pub fn entered_state(&self, state: u32) -> u64 {
         (0..TCP_STATE_SLOTS).map(|old| self.get(old, state)).sum()
     }
 
     /// Transitions that took a socket out of `state`. A child socket is born
     /// as a clone of its listener, so the kernel reports its first step as
     /// LISTEN -> SYN_RECV: that is a birth, not the listener leaving LISTEN.
-    pub fn out_of_state(&self, state: u32) -> u64 {
+    pub fn left_state(&self, state: u32) -> u64 {
         (0..TCP_STATE_SLOTS)
             .filter(|&new| !(state == TCP_LISTEN && new == TCP_SYN_RECV))
             .map(|new| self.get(state, new))
@@ -72,7 +76,7 @@ impl TransitionCounts {
 
     /// Connections that reached ESTABLISHED.
     pub fn established_total(&self) -> u64 {
-        self.into_state(TCP_ESTABLISHED)
+        self.entered_state(TCP_ESTABLISHED)
     }
 
     /// Sockets currently in each state (CLOSE excluded: a closed socket is
@@ -81,7 +85,9 @@ impl TransitionCounts {
         (1..TCP_STATE_SLOTS)
             .filter(|&state| state != TCP_CLOSE)
             .filter_map(|state| {
-                let n = self.into_state(state).saturating_sub(self.out_of_state(state));
+                let n = self
+                    .entered_state(state)
+                    .saturating_sub(self.left_state(state));
                 (n > 0).then(|| (tcp_state_name(state), n))
             })
             .collect()

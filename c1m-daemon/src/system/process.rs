@@ -12,9 +12,7 @@ use procfs::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "no process with pid {pid}; check the server's pid with `pgrep -f <name>` or `ps -e`"
-    )]
+    #[error("no process with pid {pid}; check the server's pid with `pgrep -f <name>` or `ps -e`")]
     NoSuchProcess { pid: u32 },
     #[error("process {pid} has already exited; start the server and pass its new pid")]
     Exited { pid: u32 },

@@ -121,7 +121,14 @@ pub fn spawn_echo() -> (ChildGuard, SocketAddr) {
 /// Start `c1m-daemon run --json` on `pid` and wait until it has attached.
 pub fn spawn_run(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader) {
     let mut child = daemon()
-        .args(["run", "--json", "--interval", "200ms", "--pid", &pid.to_string()])
+        .args([
+            "run",
+            "--json",
+            "--interval",
+            "200ms",
+            "--pid",
+            &pid.to_string(),
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()

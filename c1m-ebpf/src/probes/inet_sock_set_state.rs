@@ -50,13 +50,16 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) {
         count_drop(ctx, DropReason::SockReadFailed);
         return;
     };
-    on_transition(ctx, &Transition {
-        sk: sk as u64,
-        old_state: old_state as u32,
-        new_state: new_state as u32,
-        local_port,
-        family,
-    });
+    on_transition(
+        ctx,
+        &Transition {
+            sk: sk as u64,
+            old_state: old_state as u32,
+            new_state: new_state as u32,
+            local_port,
+            family,
+        },
+    );
 }
 
 /// Field offsets of the classic tracepoint's record, from
@@ -92,8 +95,7 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) {
             ctx.read_at::<u16>(record::PROTOCOL),
         )
     };
-    let (Ok(sk), Ok(old_state), Ok(new_state), Ok(local_port), Ok(family), Ok(protocol)) =
-        fields
+    let (Ok(sk), Ok(old_state), Ok(new_state), Ok(local_port), Ok(family), Ok(protocol)) = fields
     else {
         count_drop(ctx, DropReason::SockReadFailed);
         return;
@@ -101,11 +103,14 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) {
     if protocol != IPPROTO_TCP {
         return;
     }
-    on_transition(ctx, &Transition {
-        sk,
-        old_state: old_state as u32,
-        new_state: new_state as u32,
-        local_port,
-        family,
-    });
+    on_transition(
+        ctx,
+        &Transition {
+            sk,
+            old_state: old_state as u32,
+            new_state: new_state as u32,
+            local_port,
+            family,
+        },
+    );
 }
