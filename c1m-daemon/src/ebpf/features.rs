@@ -4,7 +4,11 @@
 //! Guessing from the kernel version is wrong too often: kprobes can be
 //! compiled out, fentry can be refused by lockdown, and so on.
 
-use std::{fs, io::Read as _, path::PathBuf};
+use std::{
+    fs,
+    io::Read as _,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -126,6 +130,9 @@ fn check_iter(ebpf: &mut Ebpf, target: &str) -> Result<(), String> {
 fn check_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
     let p: &mut KProbe = program_mut(ebpf, "check_kprobe")?;
     p.load().map_err(describe)?;
+    if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Err("kernel built without CONFIG_KPROBES (no kprobe PMU)".into());
+    }
     let link = p.attach("tcp_close", 0).map_err(describe)?;
     p.detach(link).map_err(describe)
 }
@@ -133,7 +140,14 @@ fn check_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
 fn check_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
     let btf = kernel_btf()?;
     let p: &mut FEntry = program_mut(ebpf, "check_fentry")?;
-    p.load("tcp_close", &btf).map_err(describe)?;
+    p.load("tcp_close", &btf).map_err(|e| {
+        let text = describe(e);
+        if text.contains("Operation not permitted") {
+            format!("{text} (this kernel refuses fentry programs even to root)")
+        } else {
+            text
+        }
+    })?;
     let link = p.attach().map_err(describe)?;
     p.detach(link).map_err(describe)
 }

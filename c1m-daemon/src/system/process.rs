@@ -20,6 +20,16 @@ pub enum TargetError {
     Unreadable { pid: u32, source: ProcError },
 }
 
+/// Classify a `/proc` read error: a vanished entry means no such process
+/// (when resolving what the user typed) or that it exited (later).
+fn proc_error(pid: u32, resolving: bool) -> impl Fn(ProcError) -> TargetError + Copy {
+    move |source| match source {
+        ProcError::NotFound(_) if resolving => TargetError::NoSuchProcess { pid },
+        ProcError::NotFound(_) => TargetError::Exited { pid },
+        source => TargetError::Unreadable { pid, source },
+    }
+}
+
 /// A process identified by its pid and start time, so a reused pid is not
 /// mistaken for the process the user named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +44,7 @@ impl TargetProcess {
     /// Resolve what the user typed: a process id, or a thread id that is
     /// mapped to its process.
     pub fn resolve(pid: u32) -> Result<TargetProcess, TargetError> {
-        let map_err = |source: ProcError| match source {
-            ProcError::NotFound(_) => TargetError::NoSuchProcess { pid },
-            source => TargetError::Unreadable { pid, source },
-        };
+        let map_err = proc_error(pid, true);
         let process = Process::new(pid as i32).map_err(map_err)?;
         let tgid = process.status().map_err(map_err)?.tgid as u32;
         let process = if tgid == pid {
@@ -70,10 +77,7 @@ impl TargetProcess {
     /// its own network namespace's `/proc/<pid>/net/tcp{,6}`.
     pub fn listening_ports(&self) -> Result<BTreeMap<u16, u64>, TargetError> {
         let pid = self.tgid;
-        let map_err = |source: ProcError| match source {
-            ProcError::NotFound(_) => TargetError::Exited { pid },
-            source => TargetError::Unreadable { pid, source },
-        };
+        let map_err = proc_error(pid, false);
         let process = Process::new(pid as i32).map_err(map_err)?;
         let socket_inodes: std::collections::HashSet<u64> = process
             .fd()
