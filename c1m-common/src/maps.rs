@@ -1,7 +1,9 @@
 //! Names and sizes of every map and program in `c1m-ebpf`, defined once so
 //! the daemon looks them up by the same constant the kernel side declares.
 
-/// Target processes (by tgid, as the root pid namespace sees them).
+/// Target processes (by tgid, as the root pid namespace sees them) -> the
+/// tgid of the target process that started it (itself for those named by
+/// the user).
 pub const MAP_TARGET_TGIDS: &str = "TARGET_TGIDS";
 /// Sockets owned by the target, keyed by kernel socket address.
 pub const MAP_OWNED_SOCKS: &str = "OWNED_SOCKS";
@@ -27,3 +29,4 @@ pub const GLOBAL_SOCK_OFFSETS: &str = "SOCK_OFFSETS";
 /// Program names (the Rust function names in `c1m-ebpf`).
 pub const PROG_SET_STATE_TP_BTF: &str = "inet_sock_set_state_btf";
 pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";
+pub const PROG_NEW_TASK_TRACEPOINT: &str = "task_newtask_tp";

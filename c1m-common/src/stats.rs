@@ -14,10 +14,13 @@ pub enum DropReason {
     SockReadFailed = 2,
     /// A TCP state number outside the table (kernel newer than c1m).
     UnknownTcpState = 3,
+    /// `TARGET_TGIDS` was full: a child process of the target went
+    /// unfollowed.
+    TargetMapFull = 4,
 }
 
 /// Slots in the `STATS` array.
-pub const DROP_SLOTS: u32 = 4;
+pub const DROP_SLOTS: u32 = 5;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_SLOTS as usize] = [
@@ -25,6 +28,7 @@ impl DropReason {
         DropReason::ListenPortMapFull,
         DropReason::SockReadFailed,
         DropReason::UnknownTcpState,
+        DropReason::TargetMapFull,
     ];
 
     /// Stable snake_case name used in JSON and metrics.
@@ -34,6 +38,7 @@ impl DropReason {
             DropReason::ListenPortMapFull => "listen_port_map_full",
             DropReason::SockReadFailed => "sock_read_failed",
             DropReason::UnknownTcpState => "unknown_tcp_state",
+            DropReason::TargetMapFull => "target_map_full",
         }
     }
 }

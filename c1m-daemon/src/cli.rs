@@ -48,7 +48,8 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Process to watch (the server). A thread id is mapped to its process.
+    /// Process to watch (the server); repeat for several. A thread id is
+    /// mapped to its process. Its child processes are watched too.
     #[arg(long = "pid", value_name = "PID", required = true)]
     pub pids: Vec<u32>,
     /// Time between two printed samples, e.g. `1s`, `500ms`.
@@ -60,6 +61,10 @@ pub struct RunArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Watch only the named processes, not the child processes they have or
+    /// start (by default a pre-fork server's workers are part of the target).
+    #[arg(long)]
+    pub no_children: bool,
     /// Use only this way of observing TCP state changes instead of the best
     /// one that works (tp_btf, then the classic tracepoint).
     #[arg(long, value_enum)]

@@ -7,6 +7,7 @@ mod commands;
 mod ebpf;
 mod model;
 mod system;
+mod target;
 mod tools;
 
 use std::process::ExitCode;

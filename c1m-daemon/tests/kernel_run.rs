@@ -135,3 +135,47 @@ fn a_target_that_exits_while_watched_ends_the_run_with_one_clear_line() {
     assert!(stderr.contains("exited"), "{stderr}");
     assert!(stderr.contains("new pid"), "{stderr}");
 }
+
+/// A shell that starts the echo server as its child only after c1m has
+/// attached to the shell: the server's connections count only when child
+/// processes are followed.
+fn run_with_late_child(extra: &[&str]) -> u64 {
+    let script = format!("sleep 1.5; {DAEMON} echo --listen 127.0.0.1:0; true");
+    let mut shell = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shell_out = LineReader::new(shell.stdout.take().unwrap());
+    let shell = ChildGuard { child: shell };
+    let (daemon, lines) = spawn_run(shell.pid(), extra);
+    let line = shell_out.wait_for(Duration::from_secs(10), "the child echo", |l| {
+        l.contains("listening on")
+    });
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let addr: SocketAddr = words[4].parse().unwrap();
+    let _echo = PidGuard(words[6].trim_end_matches(')').parse().unwrap());
+    let held = connect_and_echo(addr, 30);
+    std::thread::sleep(Duration::from_millis(600));
+    daemon.interrupt();
+    let last: Value = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
+        .last()
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .expect("a final sample");
+    drop(held);
+    last["established_total"].as_u64().unwrap()
+}
+
+#[test]
+fn child_processes_started_after_attach_are_part_of_the_target() {
+    if kernel_tests_allowed("children") {
+        assert_eq!(run_with_late_child(&[]), 30);
+    }
+}
+
+#[test]
+fn no_children_watches_only_the_named_process() {
+    if kernel_tests_allowed("--no-children") {
+        assert_eq!(run_with_late_child(&["--no-children"]), 0);
+    }
+}

@@ -13,7 +13,8 @@ use c1m_common::{
     TRANSITION_SLOTS,
 };
 
-/// tgid -> unused flags. Filled by the daemon.
+/// tgid -> parent target tgid. Filled by the daemon, and by
+/// `task_newtask` for child processes.
 #[map]
 pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
 

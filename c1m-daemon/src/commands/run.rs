@@ -20,6 +20,7 @@ use crate::{
     ebpf::probes::{KernelLogger, Probes},
     model::transitions::TransitionCounts,
     system::process::TargetProcess,
+    target::TargetSet,
 };
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -35,37 +36,33 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(watch(args, targets))
 }
 
-async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<ExitCode> {
-    let mut probes = Probes::attach(args.attach)?;
-    for target in &targets {
-        probes.add_target(target.tgid)?;
-        // Listeners opened before c1m attached: their accepted connections
-        // belong to the target too.
-        let ports = target.listening_ports()?;
-        for (port, listeners) in ports {
-            probes.add_listen_port(port, listeners)?;
-        }
-    }
+async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<ExitCode> {
+    let mut probes = Probes::attach(args.attach, !args.no_children)?;
+    let mut targets = TargetSet::start(named, !args.no_children, &mut probes)?;
     if let Some(logger) = probes.take_logger() {
         forward_kernel_logs(logger);
     }
 
-    let pids: Vec<u32> = targets.iter().map(|t| t.tgid).collect();
-    let names: Vec<String> = targets
-        .iter()
-        .map(|t| format!("{} ({})", t.tgid, t.comm))
-        .collect();
+    let children = match &probes.children {
+        Ok(mode) => json!({"followed": true, "attach_mode": mode}),
+        Err(why) => json!({"followed": false, "reason": why}),
+    };
     if args.json {
         println!(
             "{}",
-            json!({"event": "attached", "attach_mode": probes.attach_mode, "pids": pids})
+            json!({"event": "attached", "attach_mode": probes.attach_mode,
+                   "children": children, "pids": targets.pids()})
         );
     } else {
         println!(
             "c1m: watching pid {} through {}; Ctrl-C to stop",
-            names.join(", "),
+            targets.describe_named(),
             probes.attach_mode
         );
+        match &probes.children {
+            Ok(mode) => println!("child processes followed through {mode}"),
+            Err(why) => println!("child processes NOT followed: {why}"),
+        }
         println!("(counts cover sockets the target opened or accepted since c1m attached)");
     }
 
@@ -76,7 +73,6 @@ async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<Ex
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut previous = TransitionCounts::default();
-    let mut gone_reported = vec![false; targets.len()];
 
     loop {
         // `biased`: when a tick and the deadline are both due, take the tick
@@ -88,8 +84,10 @@ async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<Ex
             _ = sigterm.recv() => true,
             _ = sleep_until(deadline) => true,
         };
+        targets.refresh(&mut probes)?;
         let totals = probes.read_transitions()?;
         let drops = probes.read_drops()?;
+        let pids = targets.pids();
         print_sample(
             args.json,
             started.elapsed(),
@@ -102,18 +100,11 @@ async fn watch(args: &RunArgs, targets: Vec<TargetProcess>) -> anyhow::Result<Ex
         if stop {
             return Ok(ExitCode::SUCCESS);
         }
-
-        for (target, reported) in targets.iter().zip(&mut gone_reported) {
-            if !*reported && !target.is_alive() {
-                *reported = true;
-                log::warn!("target pid {} ({}) exited", target.tgid, target.comm);
-            }
-        }
-        if gone_reported.iter().all(|gone| *gone) {
+        if !targets.any_alive() {
             eprintln!(
                 "c1m-daemon: target pid {} exited after {:.0?}; nothing left to watch. \
                  Restart the server and run c1m again with its new pid.",
-                names.join(", "),
+                targets.describe_named(),
                 started.elapsed()
             );
             return Ok(ExitCode::from(EXIT_TARGET_GONE));

@@ -11,8 +11,8 @@ use aya::{
 };
 use c1m_common::{
     DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_TGIDS,
-    MAP_TRANSITIONS, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets,
-    TRANSITION_SLOTS,
+    MAP_TRANSITIONS, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT,
+    SockOffsets, TRANSITION_SLOTS,
 };
 use serde::Serialize;
 
@@ -75,6 +75,8 @@ fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
 pub struct Probes {
     _ebpf: Ebpf,
     pub attach_mode: AttachMode,
+    /// How child processes are followed, or why they are not.
+    pub children: Result<&'static str, String>,
     target_tgids: HashMap<MapData, u32, u32>,
     listen_ports: HashMap<MapData, u32, u64>,
     transitions: PerCpuArray<MapData, u64>,
@@ -84,8 +86,9 @@ pub struct Probes {
 
 impl Probes {
     /// Load and attach. `only` forces one attach mode (to test a fallback,
-    /// or on a kernel whose preferred mode misbehaves).
-    pub fn attach(only: Option<AttachMode>) -> Result<Probes, ProbeError> {
+    /// or on a kernel whose preferred mode misbehaves); `follow_children`
+    /// makes processes the target starts targets too.
+    pub fn attach(only: Option<AttachMode>, follow_children: bool) -> Result<Probes, ProbeError> {
         let privileges = Privileges::of_this_process();
         if !privileges.can_trace() {
             return Err(ProbeError::NoPrivilege {
@@ -142,6 +145,13 @@ impl Probes {
             attempts: attempts.join("; "),
         })?;
         log::info!("attached {attach_mode}");
+        let children = if follow_children {
+            attach_new_task(&mut ebpf).inspect_err(|err| {
+                log::warn!("child processes of the target will not be followed: {err}");
+            })
+        } else {
+            Err("--no-children".to_owned())
+        };
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
         let target_tgids =
@@ -154,6 +164,7 @@ impl Probes {
         Ok(Probes {
             _ebpf: ebpf,
             attach_mode,
+            children,
             target_tgids,
             listen_ports,
             transitions,
@@ -169,9 +180,26 @@ impl Probes {
     }
 
     /// Sockets created by this process from now on belong to the target.
-    pub fn add_target(&mut self, tgid: u32) -> Result<(), ProbeError> {
+    /// `parent` is the target process it descends from (itself if named).
+    pub fn add_target(&mut self, tgid: u32, parent: u32) -> Result<(), ProbeError> {
         self.target_tgids
-            .insert(tgid, 0, 0)
+            .insert(tgid, parent, 0)
+            .map_err(map_error(MAP_TARGET_TGIDS))
+    }
+
+    pub fn remove_target(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        match self.target_tgids.remove(&tgid) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(map_error(MAP_TARGET_TGIDS)(source)),
+        }
+    }
+
+    /// Every target process, with the target process it descends from:
+    /// those named by the user and the children the kernel side added.
+    pub fn target_tgids(&self) -> Result<Vec<(u32, u32)>, ProbeError> {
+        self.target_tgids
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_TARGET_TGIDS))
     }
 
@@ -229,6 +257,14 @@ fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
         .attach("sock", "inet_sock_set_state")
         .map_err(describe)?;
     Ok(())
+}
+
+fn attach_new_task(ebpf: &mut Ebpf) -> Result<&'static str, String> {
+    tracefs::ensure_tracefs().map_err(|e| format!("cannot mount tracefs: {e}"))?;
+    let program: &mut TracePoint = program_mut(ebpf, PROG_NEW_TASK_TRACEPOINT)?;
+    program.load().map_err(describe)?;
+    program.attach("task", "task_newtask").map_err(describe)?;
+    Ok("tracepoint/task/task_newtask")
 }
 
 /// A program of the object, as its concrete type.

@@ -102,6 +102,29 @@ impl TargetProcess {
     }
 }
 
+/// Every process descending from `root` (children, grandchildren...), as
+/// `(pid, parent pid)`, from the parent pids of all processes.
+pub fn descendants(root: u32) -> Vec<(u32, u32)> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = all
+        .filter_map(|p| p.ok()?.stat().ok())
+        .map(|stat| (stat.pid as u32, stat.ppid as u32))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in &parents {
+            if ppid == parent && pid != root {
+                found.push((pid, parent));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +149,21 @@ mod tests {
         let mut me = TargetProcess::resolve(std::process::id()).unwrap();
         me.start_ticks += 1;
         assert!(!me.is_alive());
+    }
+
+    #[test]
+    fn finds_a_child_among_descendants() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = descendants(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            found.contains(&(child.id(), std::process::id())),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -58,6 +58,16 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A process that is not our direct child (a grandchild), ended by pid.
+pub struct PidGuard(pub u32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        // SAFETY: signalling a process this test started, by its pid.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
 /// Lines of a child's stdout, read on a thread so a test can wait for one
 /// with a timeout instead of hanging.
 pub struct LineReader {

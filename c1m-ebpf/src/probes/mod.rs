@@ -3,3 +3,4 @@
 
 mod feature_checks;
 mod inet_sock_set_state;
+mod task_newtask;
