@@ -26,10 +26,34 @@ pub enum Command {
     /// current count by state. Stops on Ctrl-C, after --duration, or when
     /// the target exits.
     Run(RunArgs),
+    /// Sample the target for --duration, then print one report: its
+    /// connections by state, TIME_WAIT churn, and the cost of one connection
+    /// (kernel objects sized from this kernel's slabs, userspace memory
+    /// average and marginal, file descriptors).
+    Report(ReportArgs),
     /// A trivial TCP echo server, the reference target of c1m's ramps.
     /// Prints `c1m echo listening on ADDR (pid N)` once bound; stops on
     /// Ctrl-C or SIGTERM.
     Echo(EchoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Process to report on; repeat for several. Children are included.
+    #[arg(long = "pid", value_name = "PID", required = true)]
+    pub pids: Vec<u32>,
+    /// How long to sample, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Time between samples.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Watch only the named processes, not their children.
+    #[arg(long)]
+    pub no_children: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

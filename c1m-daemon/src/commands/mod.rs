@@ -2,6 +2,7 @@
 //! error that `main` prints on one line.
 
 mod doctor;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Doctor(args) => doctor::doctor(&args),
         Command::Run(args) => run::run(&args),
+        Command::Report(args) => report::report(&args),
         Command::Echo(args) => crate::tools::echo::serve(args.listen).map(|()| ExitCode::SUCCESS),
     }
 }

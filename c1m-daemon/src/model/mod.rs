@@ -1,3 +1,5 @@
 //! Pure computations over samples: no I/O, unit-tested with plain data.
 
+pub mod regression;
+pub mod report;
 pub mod transitions;

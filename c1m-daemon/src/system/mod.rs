@@ -3,6 +3,8 @@
 //! do no analysis.
 
 pub mod limits;
+pub mod memory;
 pub mod privileges;
 pub mod process;
+pub mod slabinfo;
 pub mod sysctl;

@@ -76,6 +76,14 @@ pub struct LineReader {
 
 impl LineReader {
     pub fn new(stdout: ChildStdout) -> LineReader {
+        LineReader::from_read(stdout)
+    }
+
+    pub fn new_stderr(stderr: std::process::ChildStderr) -> LineReader {
+        LineReader::from_read(stderr)
+    }
+
+    fn from_read(stdout: impl std::io::Read + Send + 'static) -> LineReader {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let lines: Lines<_> = BufReader::new(stdout).lines();

@@ -1,0 +1,55 @@
+//! A process's memory and file descriptors as `/proc` reports them.
+
+use procfs::process::Process;
+
+use super::process::TargetError;
+
+/// Proportional set size (shared pages split among their users), so the
+/// processes of a pre-fork server add up without double counting.
+pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
+    let process = Process::new(pid as i32).map_err(|_| TargetError::Exited { pid })?;
+    let rollup = process
+        .smaps_rollup()
+        .map_err(|source| TargetError::Unreadable { pid, source })?;
+    Ok(rollup
+        .memory_map_rollup
+        .iter()
+        .filter_map(|map| map.extension.map.get("Pss"))
+        .sum())
+}
+
+/// Open file descriptors. Reading `/proc/<pid>/fd` costs the kernel a
+/// dentry and inode per fd the first time, so callers sample it sparingly.
+pub fn open_fds(pid: u32) -> Result<u64, TargetError> {
+    let process = Process::new(pid as i32).map_err(|_| TargetError::Exited { pid })?;
+    process
+        .fd_count()
+        .map(|n| n as u64)
+        .map_err(|source| TargetError::Unreadable { pid, source })
+}
+
+/// Whether the process has an epoll instance (then each connection also
+/// costs an epoll item in the kernel).
+pub fn uses_epoll(pid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|entry| {
+        std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[eventpoll]")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_memory_and_fds() {
+        let me = std::process::id();
+        assert!(pss_bytes(me).unwrap() > 100_000);
+        let before = open_fds(me).unwrap();
+        let _file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(open_fds(me).unwrap() > before.saturating_sub(1));
+    }
+}

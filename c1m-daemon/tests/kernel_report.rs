@@ -1,0 +1,80 @@
+//! Kernel test of `c1m-daemon report`: the real binary samples a real echo
+//! server while connections ramp, and its JSON report adds up.
+
+mod common;
+
+use std::{io::Write as _, net::TcpStream, process::Stdio, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn report_counts_a_ramp_and_prices_each_connection() {
+    if !kernel_tests_allowed("report") {
+        return;
+    }
+    let (target, addr) = spawn_echo();
+    let mut child = daemon()
+        .args([
+            "report",
+            "--json",
+            "--duration",
+            "3s",
+            "--interval",
+            "250ms",
+        ])
+        .args(["--pid", &target.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let report = ChildGuard { child };
+    stderr.wait_for(Duration::from_secs(30), "report to attach", |l| {
+        l.contains("attached")
+    });
+
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..100 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"x").unwrap();
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let json: Value = serde_json::from_reader(stdout).expect("a JSON report");
+    drop(report);
+
+    let c = &json["connections"];
+    assert_eq!(c["accepted_total"], 300, "{json:#}");
+    assert_eq!(c["current"], 300, "{json:#}");
+    assert_eq!(c["by_state"]["ESTABLISHED"], 300, "{json:#}");
+    assert_eq!(json["target"]["alive"], true);
+    assert_eq!(json["target"]["pids"][0], target.pid());
+
+    let cost = &json["cost_per_connection"];
+    let breakdown: u64 = cost["kernel_breakdown"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(cost["kernel_bytes"], breakdown, "{json:#}");
+    assert!(
+        cost["kernel_breakdown"]["tcp_sock"].as_u64().unwrap() > 1000,
+        "{json:#}"
+    );
+    let fds = cost["fds"].as_f64().unwrap();
+    assert!(
+        (1.0..1.2).contains(&fds),
+        "one fd per connection plus a few: {json:#}"
+    );
+    assert!(
+        cost["user_marginal_bytes"].as_f64().unwrap() > 0.0,
+        "{json:#}"
+    );
+    assert!(json["drops"].as_object().unwrap().values().all(|v| v == 0));
+    drop(held);
+}
