@@ -8,6 +8,25 @@ use std::{path::Path, process::Output};
 use common::*;
 use serde_json::Value;
 
+/// Run the daemon as `nobody` with no capabilities.
+fn unprivileged(args: &[&str]) -> Output {
+    assert!(
+        Path::new("/usr/bin/setpriv").exists(),
+        "setpriv (util-linux) is needed for this test; `cargo xtask setup` installs it"
+    );
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(DAEMON)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -41,21 +60,8 @@ fn malformed_durations_say_what_to_write() {
 
 #[test]
 fn run_without_privileges_names_the_missing_capabilities() {
-    if !Path::new("/usr/bin/setpriv").exists() {
-        panic!("setpriv (util-linux) is needed for this test; `cargo xtask setup` installs it");
-    }
-    // Drop to nobody with no capabilities, watching this test process.
-    let output = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(DAEMON)
-        .args(["run", "--pid", &std::process::id().to_string()])
-        .output()
-        .unwrap();
+    // As nobody, watching this test process.
+    let output = unprivileged(&["run", "--pid", &std::process::id().to_string()]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -106,17 +112,7 @@ fn doctor_json_reports_what_this_kernel_allows() {
 
 #[test]
 fn doctor_without_privileges_exits_non_zero_and_explains() {
-    let output = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(DAEMON)
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let output = unprivileged(&["doctor"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("c1m cannot run here"), "{stdout}");

@@ -20,11 +20,7 @@ use crate::{
 };
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let named = args
-        .pids
-        .iter()
-        .map(|&pid| TargetProcess::resolve(pid))
-        .collect::<Result<Vec<_>, _>>()?;
+    let named = TargetProcess::resolve_all(&args.pids)?;
     let mut probes = Probes::attach(None, !args.no_children)?;
     let mut targets = TargetSet::start(named, !args.no_children, &mut probes)?;
     let epoll = targets.pids().into_iter().any(uses_epoll);

@@ -24,11 +24,7 @@ use crate::{
 };
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let targets = args
-        .pids
-        .iter()
-        .map(|&pid| TargetProcess::resolve(pid))
-        .collect::<Result<Vec<_>, _>>()?;
+    let targets = TargetProcess::resolve_all(&args.pids)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -63,6 +63,13 @@ impl TargetProcess {
         })
     }
 
+    /// Resolve every pid the user named, stopping at the first bad one.
+    pub fn resolve_all(pids: &[u32]) -> Result<Vec<TargetProcess>, TargetError> {
+        pids.iter()
+            .map(|&pid| TargetProcess::resolve(pid))
+            .collect()
+    }
+
     /// Whether the process still runs (and is not a new one with a reused pid).
     pub fn is_alive(&self) -> bool {
         Process::new(self.tgid as i32)
