@@ -10,8 +10,9 @@ pub enum DropReason {
     /// `TARGET_LISTEN_PORTS` was full: a target listener's children go
     /// unattributed.
     ListenPortMapFull = 1,
-    /// Reading a socket field with `bpf_probe_read_kernel` failed.
-    SockReadFailed = 2,
+    /// Reading a probe's input failed: a socket field
+    /// (`bpf_probe_read_kernel`) or a tracepoint record field.
+    ReadFailed = 2,
     /// A TCP state number outside the table (kernel newer than c1m).
     UnknownTcpState = 3,
     /// `TARGET_TGIDS` was full: a child process of the target went
@@ -26,7 +27,7 @@ impl DropReason {
     pub const ALL: [DropReason; DROP_SLOTS as usize] = [
         DropReason::OwnedSockMapFull,
         DropReason::ListenPortMapFull,
-        DropReason::SockReadFailed,
+        DropReason::ReadFailed,
         DropReason::UnknownTcpState,
         DropReason::TargetMapFull,
     ];
@@ -36,7 +37,7 @@ impl DropReason {
         match self {
             DropReason::OwnedSockMapFull => "owned_sock_map_full",
             DropReason::ListenPortMapFull => "listen_port_map_full",
-            DropReason::SockReadFailed => "sock_read_failed",
+            DropReason::ReadFailed => "read_failed",
             DropReason::UnknownTcpState => "unknown_tcp_state",
             DropReason::TargetMapFull => "target_map_full",
         }

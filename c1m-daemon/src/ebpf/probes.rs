@@ -128,7 +128,12 @@ impl Probes {
                     Ok(_) => attach_tp_btf(&mut ebpf),
                     Err(err) => Err(err.to_string()),
                 },
-                AttachMode::Tracepoint => attach_tracepoint(&mut ebpf),
+                AttachMode::Tracepoint => attach_tracepoint(
+                    &mut ebpf,
+                    PROG_SET_STATE_TRACEPOINT,
+                    "sock",
+                    "inet_sock_set_state",
+                ),
             };
             match result {
                 Ok(()) => {
@@ -146,9 +151,11 @@ impl Probes {
         })?;
         log::info!("attached {attach_mode}");
         let children = if follow_children {
-            attach_new_task(&mut ebpf).inspect_err(|err| {
-                log::warn!("child processes of the target will not be followed: {err}");
-            })
+            attach_tracepoint(&mut ebpf, PROG_NEW_TASK_TRACEPOINT, "task", "task_newtask")
+                .map(|()| "tracepoint/task/task_newtask")
+                .inspect_err(|err| {
+                    log::warn!("child processes of the target will not be followed: {err}");
+                })
         } else {
             Err("--no-children".to_owned())
         };
@@ -249,22 +256,19 @@ fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
+/// Load the classic-tracepoint program `program` and attach it to
+/// `category/name`, mounting tracefs first if nothing has.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+) -> Result<(), String> {
     tracefs::ensure_tracefs().map_err(|e| format!("cannot mount tracefs: {e}"))?;
-    let program: &mut TracePoint = program_mut(ebpf, PROG_SET_STATE_TRACEPOINT)?;
+    let program: &mut TracePoint = program_mut(ebpf, program)?;
     program.load().map_err(describe)?;
-    program
-        .attach("sock", "inet_sock_set_state")
-        .map_err(describe)?;
+    program.attach(category, name).map_err(describe)?;
     Ok(())
-}
-
-fn attach_new_task(ebpf: &mut Ebpf) -> Result<&'static str, String> {
-    tracefs::ensure_tracefs().map_err(|e| format!("cannot mount tracefs: {e}"))?;
-    let program: &mut TracePoint = program_mut(ebpf, PROG_NEW_TASK_TRACEPOINT)?;
-    program.load().map_err(describe)?;
-    program.attach("task", "task_newtask").map_err(describe)?;
-    Ok("tracepoint/task/task_newtask")
 }
 
 /// A program of the object, as its concrete type.

@@ -47,7 +47,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) {
         )
     };
     let (Ok(family), Ok(local_port)) = fields else {
-        count_drop(ctx, DropReason::SockReadFailed);
+        count_drop(ctx, DropReason::ReadFailed);
         return;
     };
     on_transition(
@@ -97,7 +97,7 @@ fn try_inet_sock_set_state_tp(ctx: &TracePointContext) {
     };
     let (Ok(sk), Ok(old_state), Ok(new_state), Ok(local_port), Ok(family), Ok(protocol)) = fields
     else {
-        count_drop(ctx, DropReason::SockReadFailed);
+        count_drop(ctx, DropReason::ReadFailed);
         return;
     };
     if protocol != IPPROTO_TCP {

@@ -41,7 +41,7 @@ fn try_task_newtask(ctx: &TracePointContext) {
         )
     };
     let (Ok(child), Ok(clone_flags)) = fields else {
-        count_drop(ctx, DropReason::SockReadFailed);
+        count_drop(ctx, DropReason::ReadFailed);
         return;
     };
     if clone_flags & CLONE_THREAD != 0 {
