@@ -8,11 +8,13 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod maps;
+pub mod scan;
 pub mod sock;
 pub mod stats;
 pub mod tcp_state;
 
 pub use maps::*;
+pub use scan::*;
 pub use sock::*;
 pub use stats::*;
 pub use tcp_state::*;

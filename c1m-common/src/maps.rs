@@ -14,6 +14,11 @@ pub const MAP_TRANSITIONS: &str = "TRANSITIONS";
 /// Per-CPU counters of what the kernel side could not record, by reason.
 pub const MAP_STATS: &str = "STATS";
 
+/// Sums over the target's sockets, filled by the `iter/tcp` scan.
+pub const MAP_SOCK_SCAN: &str = "SOCK_SCAN";
+/// Target tgid -> open files, filled by the `iter/task_file` scan.
+pub const MAP_FD_COUNTS: &str = "FD_COUNTS";
+
 /// Most processes one target may have (threads are covered by their tgid).
 pub const MAX_TARGET_TGIDS: u32 = 4096;
 /// Most sockets tracked at once. An entry costs about 100 bytes of kernel
@@ -30,3 +35,5 @@ pub const GLOBAL_SOCK_OFFSETS: &str = "SOCK_OFFSETS";
 pub const PROG_SET_STATE_TP_BTF: &str = "inet_sock_set_state_btf";
 pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";
 pub const PROG_NEW_TASK_TRACEPOINT: &str = "task_newtask_tp";
+pub const PROG_SOCK_SCAN: &str = "sock_scan";
+pub const PROG_FD_SCAN: &str = "fd_scan";

@@ -28,7 +28,7 @@ pub struct OwnedSock {
 }
 const _: () = assert!(core::mem::size_of::<OwnedSock>() == 8);
 
-/// Byte offsets inside `struct sock`, read from the running kernel's BTF by
+/// Byte offsets inside `struct sock` (and `task_struct.tgid`), read from the running kernel's BTF by
 /// the daemon and passed to the probes as a global (Rust eBPF has no CO-RE).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,8 +37,19 @@ pub struct SockOffsets {
     pub skc_family: u32,
     /// `sk->__sk_common.skc_num` (u16, local port in host order).
     pub skc_num: u32,
+    /// `sk->__sk_common.skc_state` (u8); valid for timewait sockets too.
+    pub skc_state: u32,
+    /// `sk->sk_backlog.rmem_alloc` (`sk_rmem_alloc`, atomic int).
+    pub sk_rmem_alloc: u32,
+    /// `sk->sk_wmem_queued` (int).
+    pub sk_wmem_queued: u32,
+    /// `sk->sk_forward_alloc` (int).
+    pub sk_forward_alloc: u32,
+    /// `task_struct.tgid` (int), for `iter/task_file`.
+    pub task_tgid: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 8);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -32,8 +32,13 @@ pub enum Command {
     /// average and marginal, file descriptors).
     Report(ReportArgs),
     /// A trivial TCP echo server, the reference target of c1m's ramps.
-    /// Prints `c1m echo listening on ADDR (pid N)` once bound; stops on
-    /// Ctrl-C or SIGTERM.
+    /// Prints `c1m echo listening on ADDR (pid N) with K workers` once bound;
+    /// stops (all workers with it) on Ctrl-C or SIGTERM and prints what it
+    /// accepted, closed, and the errors by errno.
+    ///
+    /// One process holds at most RLIMIT_NOFILE connections, so for more it
+    /// runs worker processes sharing one listening socket; a worker with no
+    /// fds to spare leaves new connections to the others.
     Echo(EchoArgs),
 }
 
@@ -61,6 +66,20 @@ pub struct EchoArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:7007")]
     pub listen: std::net::SocketAddr,
+    /// Connections to plan for: the number of worker processes is chosen so
+    /// their fd limits (RLIMIT_NOFILE each) cover it.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub connections: u64,
+    /// Worker processes, instead of the number planned from --connections.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub workers: Option<u64>,
+    /// Memory each connection allocates and writes, e.g. `16KiB`, to model a
+    /// heavier server (default: none; the echo itself costs well under 1 KiB).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub state_bytes: u64,
+    /// Internal: serve as a worker on this inherited listening fd.
+    #[arg(long, hide = true)]
+    pub worker_fd: Option<i32>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +114,13 @@ pub struct RunArgs {
     pub attach: Option<AttachMode>,
 }
 
+/// Sizes such as `16KiB`, `1MB`, `4096`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|err| format!("{err}; write a size such as 4096, 16KiB or 1MiB"))
+}
+
 /// Human durations (`30s`, `1m30s`, `250ms`), refusing zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text)
@@ -120,6 +146,13 @@ mod tests {
     fn durations_refuse_nonsense_and_zero() {
         assert!(parse_duration("soon").unwrap_err().contains("such as"));
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_size("16KiB"), Ok(16384));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").unwrap_err().contains("such as"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod ebpf;
 mod model;
+mod sampling;
 mod system;
 mod target;
 mod tools;
@@ -15,6 +16,10 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Like other Unix tools, stop quietly when the reader of our output
+    // goes away (`c1m-daemon run | head`) instead of panicking on EPIPE.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = cli::Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp_secs()

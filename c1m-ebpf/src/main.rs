@@ -9,6 +9,7 @@
 #![feature(asm_experimental_arch)]
 
 mod maps;
+mod offsets;
 mod probes;
 mod sock_tracker;
 

@@ -5,12 +5,12 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use aya_log_ebpf::warn;
 use c1m_common::{
     DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS, OwnedSock,
-    TRANSITION_SLOTS,
+    SOCK_SCAN_SLOTS, SockScanSlot, TRANSITION_SLOTS,
 };
 
 /// tgid -> parent target tgid. Filled by the daemon, and by
@@ -32,6 +32,16 @@ pub static TARGET_LISTEN_PORTS: HashMap<u32, u64> =
 /// `old * 16 + new` -> transitions of owned sockets.
 #[map]
 pub static TRANSITIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRANSITION_SLOTS, 0);
+
+/// Sums over the target's sockets by kind, state and family, filled by
+/// `sock_scan`; the daemon zeroes it before each scan.
+#[map]
+pub static SOCK_SCAN: Array<SockScanSlot> = Array::with_max_entries(SOCK_SCAN_SLOTS, 0);
+
+/// Target tgid -> open files, filled by `fd_scan`; the daemon clears it
+/// before each scan.
+#[map]
+pub static FD_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
 
 /// [`DropReason`] -> count.
 #[map]

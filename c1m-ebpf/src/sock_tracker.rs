@@ -99,7 +99,7 @@ fn current_is_target() -> bool {
 }
 
 #[inline(always)]
-fn target_listens_on(port: u16) -> bool {
+pub fn target_listens_on(port: u16) -> bool {
     // SAFETY: read of a u32 in the map; a concurrent update is benign.
     matches!(unsafe { TARGET_LISTEN_PORTS.get(&(port as u32)) }, Some(n) if *n > 0)
 }

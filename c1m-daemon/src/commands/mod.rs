@@ -18,6 +18,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::doctor(&args),
         Command::Run(args) => run::run(&args),
         Command::Report(args) => report::report(&args),
-        Command::Echo(args) => crate::tools::echo::serve(args.listen).map(|()| ExitCode::SUCCESS),
+        Command::Echo(args) => crate::tools::echo::serve(&crate::tools::echo::EchoOptions {
+            listen: args.listen,
+            workers: args.workers,
+            connections: args.connections,
+            state_bytes: args.state_bytes as usize,
+            worker_fd: args.worker_fd,
+        })
+        .map(|()| ExitCode::SUCCESS),
     }
 }

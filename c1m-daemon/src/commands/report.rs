@@ -1,70 +1,38 @@
 //! `c1m-daemon report --pid <PID>`: sample the target for a while, then
 //! print one report of its connections and what each one costs.
 
-use std::{process::ExitCode, time::Instant};
+use std::process::ExitCode;
 
-use anyhow::Context as _;
 use bytesize::ByteSize;
 
 use crate::{
-    cli::ReportArgs,
-    ebpf::probes::Probes,
-    model::report::{Context, Report, Sample, build_report},
-    system::{
-        memory::{open_fds, pss_bytes, uses_epoll},
-        process::TargetProcess,
-        slabinfo::read_slabinfo,
-        sysctl::read_sysctl_u64,
-    },
-    target::TargetSet,
+    cli::ReportArgs, model::report::Report, sampling::Sampler, system::process::TargetProcess,
 };
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let named = TargetProcess::resolve_all(&args.pids)?;
-    let mut probes = Probes::attach(None, !args.no_children)?;
-    let mut targets = TargetSet::start(named, !args.no_children, &mut probes)?;
-    let epoll = targets.pids().into_iter().any(uses_epoll);
+    let mut sampler = Sampler::start(named, !args.no_children, None)?;
     eprintln!(
         "c1m: attached through {}; sampling pid {} for {:?} (connections opened from now on count)",
-        probes.attach_mode,
-        targets.describe_named(),
+        sampler.probes.attach_mode,
+        sampler.targets.describe_named(),
         args.duration
     );
-
-    let started = Instant::now();
-    let mut samples = Vec::new();
+    if let Some(why) = sampler.probes.scans_unavailable() {
+        eprintln!("c1m: socket scans unavailable ({why}): counts come from state changes only");
+    }
     loop {
-        targets.refresh(&mut probes)?;
-        let pids = targets.pids();
-        // A process exiting between listing and reading counts as zero.
-        samples.push(Sample {
-            at_seconds: started.elapsed().as_secs_f64(),
-            transitions: probes.read_transitions()?,
-            user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
-            open_fds: pids.iter().filter_map(|&p| open_fds(p).ok()).sum(),
-        });
-        if started.elapsed() >= args.duration || !targets.any_alive() {
+        sampler.sample()?;
+        if sampler.elapsed() >= args.duration || !sampler.targets.any_alive() {
             break;
         }
         std::thread::sleep(args.interval.min(args.duration));
     }
-
-    let slabs = read_slabinfo().context("sizing kernel objects")?;
-    let report = build_report(
-        &samples,
-        Context {
-            pids: targets.pids(),
-            alive: targets.any_alive(),
-            slabs: &slabs,
-            uses_epoll: epoll,
-            max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),
-            drops: probes.read_drops()?,
-        },
-    );
+    let report = sampler.report()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_summary(&report, targets.describe_named());
+        print_summary(&report, sampler.targets.describe_named());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -77,11 +45,25 @@ fn print_summary(r: &Report, target: String) {
         r.target.pids
     );
     println!(
-        "connections  {} open {:?}; accepted {}, connected {}, closed {}",
-        c.current, c.by_state, c.accepted_total, c.connected_total, c.closed_total
+        "connections  {} open {:?}; accepted {}, connected {}, closed {}{}",
+        c.current,
+        c.by_state,
+        c.accepted_total,
+        c.connected_total,
+        c.closed_total,
+        if c.preexisting > 0 {
+            format!("; {} open from before c1m attached", c.preexisting)
+        } else {
+            String::new()
+        }
     );
     println!(
-        "TIME_WAIT    ~{} now, {} entered, {:.1}/s -> heading to {:.0} of {} buckets",
+        "TIME_WAIT    {}{} now, {} entered, {:.1}/s -> heading to {:.0} of {} buckets",
+        if r.time_wait.current_source == "scan" {
+            ""
+        } else {
+            "~"
+        },
         r.time_wait.current,
         r.time_wait.entered_total,
         r.time_wait.per_second,
@@ -121,8 +103,21 @@ fn print_summary(r: &Report, target: String) {
         ),
         _ => println!("                userspace: no open connections to divide by"),
     }
+    if let Some(b) = &r.kernel_buffers {
+        println!(
+            "socket buffers now: {} received, {} queued to send, {} reserved",
+            ByteSize(b.receive_allocated),
+            ByteSize(b.send_queued),
+            ByteSize(b.forward_alloc)
+        );
+    }
     if let Some(fds) = cost.fds {
-        println!("                {fds:.2} fds ({} open)", cost.open_fds);
+        println!(
+            "                {fds:.2} fds on average, {} per additional connection ({} open)",
+            cost.fds_marginal
+                .map_or("unknown".to_owned(), |m| format!("{m:.2}")),
+            cost.open_fds
+        );
     }
     let dropped: u64 = r.drops.values().sum();
     println!("drops        {dropped} {:?}", r.drops);

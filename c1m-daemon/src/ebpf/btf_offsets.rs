@@ -24,11 +24,18 @@ fn btf_err(err: impl std::fmt::Display) -> OffsetError {
     OffsetError::Btf(err.to_string())
 }
 
-/// The offsets `inet_sock_set_state_btf` needs.
+/// The offsets `inet_sock_set_state_btf` and the scans need.
 pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
     Ok(SockOffsets {
         skc_family: member_offset(btf, "sock", "skc_family")?,
         skc_num: member_offset(btf, "sock", "skc_num")?,
+        skc_state: member_offset(btf, "sock", "skc_state")?,
+        // `sk_rmem_alloc` is a macro for `sk_backlog.rmem_alloc`.
+        sk_rmem_alloc: member_offset(btf, "sock", "rmem_alloc")?,
+        sk_wmem_queued: member_offset(btf, "sock", "sk_wmem_queued")?,
+        sk_forward_alloc: member_offset(btf, "sock", "sk_forward_alloc")?,
+        task_tgid: member_offset(btf, "task_struct", "tgid")?,
+        _pad: 0,
     })
 }
 
@@ -112,6 +119,16 @@ mod tests {
         // then family.
         assert_eq!(offsets.skc_num, 14);
         assert_eq!(offsets.skc_family, 16);
+        assert_eq!(offsets.skc_state, 18);
+        // Buffer fields live in `struct sock` proper, past `sock_common`.
+        for offset in [
+            offsets.sk_rmem_alloc,
+            offsets.sk_wmem_queued,
+            offsets.sk_forward_alloc,
+        ] {
+            assert!((136..1024).contains(&offset), "offset {offset}");
+        }
+        assert!(offsets.task_tgid > 0);
     }
 
     #[test]

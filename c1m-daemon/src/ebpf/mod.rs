@@ -5,6 +5,7 @@
 pub mod btf_offsets;
 pub mod features;
 pub mod probes;
+pub mod scans;
 pub mod tracefs;
 
 /// The kernel programs, built from `c1m-ebpf` by `build.rs`.

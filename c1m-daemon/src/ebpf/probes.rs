@@ -16,8 +16,11 @@ use c1m_common::{
 };
 use serde::Serialize;
 
-use super::{C1M_EBPF_OBJECT, btf_offsets, tracefs};
-use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
+use super::{C1M_EBPF_OBJECT, btf_offsets, scans::Scans, tracefs};
+use crate::{
+    model::{sock_scan::SockScan, transitions::TransitionCounts},
+    system::privileges::Privileges,
+};
 
 /// Reader of the kernel side's aya-log messages, into the `log` crate.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -58,6 +61,8 @@ pub enum ProbeError {
         #[source]
         source: MapError,
     },
+    #[error("scan {program} failed: {why}")]
+    Scan { program: &'static str, why: String },
     #[error(
         "cannot observe TCP state changes on this kernel: {attempts}. c1m needs kernel \
          BTF (CONFIG_DEBUG_INFO_BTF) for tp_btf, or tracepoints with tracefs; \
@@ -66,14 +71,14 @@ pub enum ProbeError {
     NoAttachPoint { attempts: String },
 }
 
-fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
+pub fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
     move |source| ProbeError::Map { name, source }
 }
 
 /// The loaded and attached probes. Dropping it detaches everything: aya
 /// owns the links and closes them, and nothing is pinned.
 pub struct Probes {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     pub attach_mode: AttachMode,
     /// How child processes are followed, or why they are not.
     pub children: Result<&'static str, String>,
@@ -82,6 +87,9 @@ pub struct Probes {
     transitions: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Socket and fd scans through BPF iterators, or why they are
+    /// unavailable on this kernel.
+    scans: Result<Scans, String>,
 }
 
 impl Probes {
@@ -168,8 +176,13 @@ impl Probes {
         let transitions =
             PerCpuArray::try_from(take(MAP_TRANSITIONS)?).map_err(map_error(MAP_TRANSITIONS))?;
         let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?;
+        let scans = Scans::load(&mut ebpf)?;
+        if let Err(why) = &scans {
+            log::warn!("socket scans unavailable, counts will be estimated: {why}");
+        }
         Ok(Probes {
-            _ebpf: ebpf,
+            ebpf,
+            scans,
             attach_mode,
             children,
             target_tgids,
@@ -178,6 +191,27 @@ impl Probes {
             stats,
             logger,
         })
+    }
+
+    /// Why scans are unavailable, if they are.
+    pub fn scans_unavailable(&self) -> Option<&str> {
+        self.scans.as_ref().err().map(String::as_str)
+    }
+
+    /// The target's sockets now; `None` when this kernel cannot scan.
+    pub fn scan_sockets(&mut self) -> Result<Option<SockScan>, ProbeError> {
+        match &mut self.scans {
+            Ok(scans) => scans.scan_sockets(&mut self.ebpf).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Open files per target process; `None` when this kernel cannot scan.
+    pub fn scan_fds(&mut self) -> Result<Option<BTreeMap<u32, u64>>, ProbeError> {
+        match &mut self.scans {
+            Ok(scans) => scans.scan_fds(&mut self.ebpf).map(Some),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Hand the kernel-side log reader to the caller (to poll it, e.g.

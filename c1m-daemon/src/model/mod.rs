@@ -2,4 +2,5 @@
 
 pub mod regression;
 pub mod report;
+pub mod sock_scan;
 pub mod transitions;

@@ -8,7 +8,11 @@ use c1m_common::{
 };
 use serde::Serialize;
 
-use super::{regression::fit_line, transitions::TransitionCounts};
+use super::{
+    regression::fit_line,
+    sock_scan::{Buffers, SockScan, SocketKinds},
+    transitions::TransitionCounts,
+};
 use crate::system::slabinfo::SlabCache;
 
 /// TCP_TIMEWAIT_LEN: a TIME_WAIT socket lives 60 s (fixed in Linux).
@@ -19,40 +23,65 @@ pub const TIME_WAIT_SECONDS: f64 = 60.0;
 pub struct Sample {
     pub at_seconds: f64,
     pub transitions: TransitionCounts,
+    /// The `iter/tcp` scan, when this kernel allows it.
+    pub scan: Option<SockScan>,
     /// PSS summed over the target's processes.
     pub user_bytes: u64,
     pub open_fds: u64,
 }
 
-#[derive(Debug, Serialize)]
+impl Sample {
+    /// Open connections: exact from the scan (which also sees connections
+    /// accepted before c1m attached), else from the transitions seen.
+    pub fn connections(&self) -> u64 {
+        match &self.scan {
+            Some(scan) => scan.current(),
+            None => open_connections(&self.transitions),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub target: TargetInfo,
     pub connections: Connections,
     pub time_wait: TimeWait,
     pub cost_per_connection: Cost,
+    /// Buffer bytes held by all the target's sockets now (from the scan).
+    pub kernel_buffers: Option<Buffers>,
     pub drops: BTreeMap<&'static str, u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
     pub pids: Vec<u32>,
     pub alive: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Connections {
     /// Open connections (every state but LISTEN and CLOSE).
     pub current: u64,
     pub by_state: BTreeMap<&'static str, u64>,
+    /// Open connections the scan found that were accepted before c1m
+    /// attached (their lifecycle was not seen; they count in `current`).
+    pub preexisting: u64,
+    /// `scan` (exact, from walking the kernel's sockets) or `transitions`
+    /// (counted from the state changes seen since c1m attached).
+    pub source: &'static str,
     pub accepted_total: u64,
     pub connected_total: u64,
     pub closed_total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TimeWait {
-    /// Estimated: entries over the last 60 s (see `entered_total`).
+    /// The target's TIME_WAIT sockets now. From the scan: timewait sockets
+    /// on the target's listening ports (its accepted connections it closed
+    /// first), plus, for connections it dialled, the estimate below. Without
+    /// the scan: the estimate, entries over the last 60 s.
     pub current: u64,
+    pub current_source: &'static str,
     /// Active closes that completed into TIME_WAIT: the kernel reports the
     /// full socket's FIN_WAIT2/CLOSING -> CLOSE when the timewait socket
     /// takes over (it never reports the transition into TIME_WAIT itself).
@@ -63,9 +92,13 @@ pub struct TimeWait {
     pub max_buckets: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Cost {
+    /// Sum of `kernel_breakdown`.
     pub kernel_bytes: u64,
+    /// Average bytes per open connection of each kernel object kind (a
+    /// kind only some connections hold, like a TIME_WAIT socket, is spread
+    /// over all of them) and of socket buffers.
     pub kernel_breakdown: BTreeMap<&'static str, u64>,
     /// Kernel objects whose size this kernel does not expose (merged slab
     /// caches): not included in `kernel_bytes`, listed rather than zeroed.
@@ -73,7 +106,10 @@ pub struct Cost {
     pub user_bytes: Option<u64>,
     pub user_marginal_bytes: Option<f64>,
     pub user_marginal_r2: Option<f64>,
+    /// Open fds / open connections (includes the target's baseline fds).
     pub fds: Option<f64>,
+    /// fds per additional connection (least-squares slope over samples).
+    pub fds_marginal: Option<f64>,
     pub open_fds: u64,
 }
 
@@ -104,7 +140,7 @@ fn time_wait_entries(t: &TransitionCounts) -> u64 {
 pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
     let last = samples.last().expect("a report needs at least one sample");
     let t = &last.transitions;
-    let current = open_connections(t);
+    let current = last.connections();
 
     // TIME_WAIT: rate over the last interval, count over the last 60 s.
     let entered_total = time_wait_entries(t);
@@ -120,35 +156,30 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         .rev()
         .find(|s| last.at_seconds - s.at_seconds >= TIME_WAIT_SECONDS)
         .map_or(0, |s| time_wait_entries(&s.transitions));
-
-    // Kernel objects each connection holds, sized from this kernel's slabs.
-    let mut components: Vec<(&'static str, &'static str)> = vec![
-        ("tcp_sock", "TCP"),
-        ("socket_inode", "sock_inode_cache"),
-        ("file", "filp"),
-        ("dentry", "dentry"),
-    ];
-    if ctx.uses_epoll {
-        components.push(("epoll_item", "eventpoll_epi"));
-        components.push(("epoll_wait_queue", "eventpoll_pwq"));
-    }
-    let mut kernel_breakdown = BTreeMap::new();
-    let mut kernel_unknown = Vec::new();
-    for (component, cache) in components {
-        match ctx.slabs.get(cache) {
-            Some(slab) => {
-                kernel_breakdown.insert(component, slab.object_bytes);
-            }
-            None => kernel_unknown.push(component),
+    let estimated_time_wait = entered_total - window_start;
+    let connected_total = t.get(TCP_SYN_SENT, TCP_ESTABLISHED);
+    let (time_wait_current, time_wait_source) = match &last.scan {
+        // Timewait sockets of dialled connections are not on the target's
+        // ports; when it dials out, the estimate covers them.
+        Some(scan) if connected_total > 0 => {
+            (scan.time_wait().max(estimated_time_wait), "scan+estimate")
         }
-    }
+        Some(scan) => (scan.time_wait(), "scan"),
+        None => (estimated_time_wait, "estimate"),
+    };
 
+    let (kernel_breakdown, kernel_unknown) = kernel_objects(last, current, &ctx);
     let per_connection = |total: u64| (current > 0).then(|| total as f64 / current as f64);
     let points: Vec<(f64, f64)> = samples
         .iter()
-        .map(|s| (open_connections(&s.transitions) as f64, s.user_bytes as f64))
+        .map(|s| (s.connections() as f64, s.user_bytes as f64))
         .collect();
     let fit = fit_line(&points);
+    let fd_points: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|s| (s.connections() as f64, s.open_fds as f64))
+        .collect();
+    let fd_fit = fit_line(&fd_points);
 
     Report {
         target: TargetInfo {
@@ -157,13 +188,23 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         },
         connections: Connections {
             current,
-            by_state: t.current_by_state(),
+            by_state: match &last.scan {
+                Some(scan) => scan.by_state(),
+                None => t.current_by_state(),
+            },
+            preexisting: last.scan.as_ref().map_or(0, SockScan::preexisting),
+            source: if last.scan.is_some() {
+                "scan"
+            } else {
+                "transitions"
+            },
             accepted_total: t.get(TCP_SYN_RECV, TCP_ESTABLISHED),
-            connected_total: t.get(TCP_SYN_SENT, TCP_ESTABLISHED),
+            connected_total,
             closed_total: t.entered_state(TCP_CLOSE) - t.get(TCP_LISTEN, TCP_CLOSE),
         },
         time_wait: TimeWait {
-            current: entered_total - window_start,
+            current: time_wait_current,
+            current_source: time_wait_source,
             entered_total,
             per_second,
             steady_state: per_second * TIME_WAIT_SECONDS,
@@ -177,10 +218,71 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             user_marginal_bytes: fit.map(|f| f.slope),
             user_marginal_r2: fit.map(|f| f.r2),
             fds: per_connection(last.open_fds),
+            fds_marginal: fd_fit.map(|f| f.slope),
             open_fds: last.open_fds,
         },
+        kernel_buffers: last.scan.as_ref().map(SockScan::buffers),
         drops: ctx.drops,
     }
+}
+
+/// Kernel bytes per open connection, by component: every object the
+/// target's sockets hold (sized from this kernel's slab caches), plus their
+/// buffers. Without a scan, every connection is taken for an IPv4 full
+/// socket and buffers are unknown.
+fn kernel_objects(
+    last: &Sample,
+    current: u64,
+    ctx: &Context<'_>,
+) -> (BTreeMap<&'static str, u64>, Vec<&'static str>) {
+    let kinds = match &last.scan {
+        Some(scan) => scan.kinds(),
+        None => SocketKinds {
+            full_v4: current,
+            ..SocketKinds::default()
+        },
+    };
+    let full = kinds.full_v4 + kinds.full_v6;
+    // (component, slab cache, how many of the target's connections hold one)
+    let mut objects: Vec<(&'static str, &'static str, u64)> = vec![
+        ("tcp_sock", "TCP", kinds.full_v4),
+        ("tcp6_sock", "TCPv6", kinds.full_v6),
+        ("timewait_sock", "tw_sock_TCP", kinds.time_wait_v4),
+        ("timewait6_sock", "tw_sock_TCPv6", kinds.time_wait_v6),
+        // An open socket has a file, an inode and a dentry; a TIME_WAIT
+        // one has none of them.
+        ("socket_inode", "sock_inode_cache", full),
+        ("file", "filp", full),
+        ("dentry", "dentry", full),
+    ];
+    if ctx.uses_epoll {
+        objects.push(("epoll_item", "eventpoll_epi", full));
+        objects.push(("epoll_wait_queue", "eventpoll_pwq", full));
+    }
+    let mut breakdown = BTreeMap::new();
+    let mut unknown = Vec::new();
+    if current == 0 {
+        return (breakdown, unknown);
+    }
+    let average = |total: u64| (total as f64 / current as f64).round() as u64;
+    for (component, cache, holders) in objects {
+        if holders == 0 {
+            continue;
+        }
+        match ctx.slabs.get(cache) {
+            Some(slab) => {
+                breakdown.insert(component, average(slab.object_bytes * holders));
+            }
+            None => unknown.push(component),
+        }
+    }
+    match &last.scan {
+        Some(scan) => {
+            breakdown.insert("buffers", average(scan.buffers().total()));
+        }
+        None => unknown.push("buffers"),
+    }
+    (breakdown, unknown)
 }
 
 #[cfg(test)]
@@ -231,6 +333,7 @@ mod tests {
         Sample {
             at_seconds: at,
             transitions: t,
+            scan: None,
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
         }
@@ -242,7 +345,10 @@ mod tests {
         let report = build_report(&[sample(0.0, 100, 0)], ctx(&slabs));
         let cost = &report.cost_per_connection;
         assert_eq!(cost.kernel_bytes, 2368 + 832 + 256 + 192);
-        assert_eq!(cost.kernel_unknown, vec!["epoll_item", "epoll_wait_queue"]);
+        assert_eq!(
+            cost.kernel_unknown,
+            vec!["epoll_item", "epoll_wait_queue", "buffers"]
+        );
     }
 
     #[test]
@@ -257,6 +363,7 @@ mod tests {
         assert_eq!(cost.user_bytes, Some(16384 + (1 << 20) / 400));
         assert_eq!(report.connections.current, 400);
         assert_eq!(report.connections.accepted_total, 400);
+        assert!((cost.fds_marginal.unwrap() - 1.0).abs() < 1e-9);
     }
 
     #[test]
@@ -282,5 +389,68 @@ mod tests {
         let report = build_report(&[sample(0.0, 0, 0)], ctx(&slabs));
         assert_eq!(report.cost_per_connection.user_bytes, None);
         assert_eq!(report.cost_per_connection.fds, None);
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use c1m_common::*;
+
+    use super::*;
+    use crate::model::sock_scan::tests::scan_of;
+
+    #[test]
+    fn with_a_scan_objects_follow_socket_kinds_and_buffers_count() {
+        let mut slabs: BTreeMap<String, SlabCache> = BTreeMap::new();
+        for (name, size) in [
+            ("TCP", 2000),
+            ("TCPv6", 2200),
+            ("tw_sock_TCP", 200),
+            ("sock_inode_cache", 800),
+            ("filp", 200),
+            ("dentry", 200),
+        ] {
+            let cache = SlabCache {
+                object_bytes: size,
+                active_objects: 1,
+            };
+            slabs.insert(name.to_owned(), cache);
+        }
+        // 60 IPv4 + 20 IPv6 established (1000 B received each), 20 TIME_WAIT.
+        let scan = scan_of(&[
+            (ScanKind::Owned, TCP_ESTABLISHED, false, 60, 1000),
+            (ScanKind::Owned, TCP_ESTABLISHED, true, 20, 1000),
+            (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 20, 0),
+        ]);
+        let sample = Sample {
+            at_seconds: 0.0,
+            transitions: TransitionCounts::default(),
+            scan: Some(scan),
+            user_bytes: 0,
+            open_fds: 80,
+        };
+        let ctx = Context {
+            pids: vec![1],
+            alive: true,
+            slabs: &slabs,
+            uses_epoll: false,
+            max_tw_buckets: None,
+            drops: BTreeMap::new(),
+        };
+        let report = build_report(&[sample], ctx);
+        assert_eq!(report.connections.current, 100);
+        assert_eq!(report.connections.source, "scan");
+        assert_eq!(report.time_wait.current, 20);
+        let b = &report.cost_per_connection.kernel_breakdown;
+        assert_eq!(b["tcp_sock"], 2000 * 60 / 100);
+        assert_eq!(b["tcp6_sock"], 2200 * 20 / 100);
+        assert_eq!(b["timewait_sock"], 200 * 20 / 100);
+        assert_eq!(b["socket_inode"], 800 * 80 / 100);
+        assert_eq!(b["buffers"], 1000 * 80 / 100);
+        assert_eq!(
+            report.cost_per_connection.kernel_bytes,
+            b.values().sum::<u64>()
+        );
+        assert!(report.cost_per_connection.kernel_unknown.is_empty());
     }
 }

@@ -19,7 +19,8 @@ pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
 }
 
 /// Open file descriptors. Reading `/proc/<pid>/fd` costs the kernel a
-/// dentry and inode per fd the first time, so callers sample it sparingly.
+/// dentry and inode per fd the first time, so this is only the fallback
+/// for kernels without `iter/task_file`.
 pub fn open_fds(pid: u32) -> Result<u64, TargetError> {
     let process = Process::new(pid as i32).map_err(|_| TargetError::Exited { pid })?;
     process
@@ -29,12 +30,16 @@ pub fn open_fds(pid: u32) -> Result<u64, TargetError> {
 }
 
 /// Whether the process has an epoll instance (then each connection also
-/// costs an epoll item in the kernel).
+/// costs an epoll item in the kernel). Listing `/proc/<pid>/fd` makes the
+/// kernel build a dentry and inode per entry listed, so only the lowest
+/// fds are looked at: servers create their epoll instance at start-up,
+/// before their connections.
 pub fn uses_epoll(pid: u32) -> bool {
+    const LOOK_AT: usize = 256;
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    dir.filter_map(Result::ok).any(|entry| {
+    dir.take(LOOK_AT).filter_map(Result::ok).any(|entry| {
         std::fs::read_link(entry.path())
             .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[eventpoll]")
     })

@@ -1,4 +1,5 @@
-//! The tools c1m ships to measure a box: an echo server to be the target.
-//! (The load generator and the selftest ramp join it here.)
+//! The tools c1m ships to measure a box: an echo server to be the target
+//! and a load generator to drive it.
 
 pub mod echo;
+pub mod errno;

@@ -12,18 +12,12 @@ use aya_ebpf::{
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
-use c1m_common::{DropReason, SockOffsets};
+use c1m_common::DropReason;
 
 use crate::{
     maps::count_drop,
+    offsets::kernel_offsets,
     sock_tracker::{Transition, on_transition},
-};
-
-/// Offsets inside `struct sock` for this kernel, set by the daemon at load.
-#[unsafe(no_mangle)]
-static SOCK_OFFSETS: SockOffsets = SockOffsets {
-    skc_family: 0,
-    skc_num: 0,
 };
 
 #[btf_tracepoint(function = "inet_sock_set_state")]
@@ -36,8 +30,7 @@ fn try_inet_sock_set_state_btf(ctx: &BtfTracePointContext) {
     let sk: *const u8 = ctx.arg(0);
     let old_state: i32 = ctx.arg(1);
     let new_state: i32 = ctx.arg(2);
-    // SAFETY: volatile read of a load-time constant the verifier sees as data.
-    let offsets = unsafe { core::ptr::read_volatile(&SOCK_OFFSETS) };
+    let offsets = kernel_offsets();
     // SAFETY: `sk` is a live `struct sock` for the duration of the hook;
     // bpf_probe_read_kernel tolerates a bad offset by returning an error.
     let fields = unsafe {

@@ -3,4 +3,5 @@
 
 mod feature_checks;
 mod inet_sock_set_state;
+mod scans;
 mod task_newtask;

@@ -1,0 +1,93 @@
+//! Periodic scans through BPF iterators: `iter/tcp` for the target's
+//! sockets (exact counts and buffer memory) and `iter/task_file` for its
+//! open files. Each scan zeroes its map, reads the iterator to the end (the
+//! kernel runs the program once per object during the read) and reads the
+//! sums back.
+
+use std::{collections::BTreeMap, io::Read as _};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData},
+    programs::Iter,
+};
+use c1m_common::{
+    MAP_FD_COUNTS, MAP_SOCK_SCAN, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
+};
+
+use super::probes::{ProbeError, describe, map_error, program_mut};
+use crate::model::sock_scan::SockScan;
+
+pub struct Scans {
+    sock_scan: Array<MapData, SockScanSlot>,
+    fd_counts: HashMap<MapData, u32, u64>,
+}
+
+impl Scans {
+    /// Load both iterator programs. `Err` says why scans are unavailable on
+    /// this kernel (the daemon then falls back to estimates and `/proc`).
+    pub fn load(ebpf: &mut Ebpf) -> Result<Result<Scans, String>, ProbeError> {
+        let loaded = (|| {
+            let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+            for (program, target) in [(PROG_SOCK_SCAN, "tcp"), (PROG_FD_SCAN, "task_file")] {
+                let iter: &mut Iter = program_mut(ebpf, program)?;
+                iter.load(target, &btf)
+                    .map_err(|e| format!("iter/{target}: {}", describe(e)))?;
+            }
+            Ok::<_, String>(())
+        })();
+        if let Err(why) = loaded {
+            return Ok(Err(why));
+        }
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
+        let sock_scan = Array::try_from(take(MAP_SOCK_SCAN)?).map_err(map_error(MAP_SOCK_SCAN))?;
+        let fd_counts =
+            HashMap::try_from(take(MAP_FD_COUNTS)?).map_err(map_error(MAP_FD_COUNTS))?;
+        Ok(Ok(Scans {
+            sock_scan,
+            fd_counts,
+        }))
+    }
+
+    pub fn scan_sockets(&mut self, ebpf: &mut Ebpf) -> Result<SockScan, ProbeError> {
+        for index in 0..SOCK_SCAN_SLOTS {
+            self.sock_scan
+                .set(index, SockScanSlot::default(), 0)
+                .map_err(map_error(MAP_SOCK_SCAN))?;
+        }
+        run_iterator(ebpf, PROG_SOCK_SCAN)?;
+        let raw = (0..SOCK_SCAN_SLOTS)
+            .map(|index| self.sock_scan.get(&index, 0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_SOCK_SCAN))?;
+        Ok(SockScan::from_slots(&raw))
+    }
+
+    /// Open files per target process.
+    pub fn scan_fds(&mut self, ebpf: &mut Ebpf) -> Result<BTreeMap<u32, u64>, ProbeError> {
+        let stale: Vec<u32> = self.fd_counts.keys().filter_map(Result::ok).collect();
+        for tgid in stale {
+            // Gone already is as good as removed.
+            let _ = self.fd_counts.remove(&tgid);
+        }
+        run_iterator(ebpf, PROG_FD_SCAN)?;
+        self.fd_counts
+            .iter()
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(map_error(MAP_FD_COUNTS))
+    }
+}
+
+/// One walk: a new iterator instance, read until the kernel says it is done.
+fn run_iterator(ebpf: &mut Ebpf, program: &'static str) -> Result<(), ProbeError> {
+    let fail = |why: String| ProbeError::Scan { program, why };
+    let iter: &mut Iter = program_mut(ebpf, program).map_err(fail)?;
+    let link_id = iter.attach().map_err(|e| fail(describe(e)))?;
+    let link = iter.take_link(link_id).map_err(|e| fail(describe(e)))?;
+    let mut file = link.into_file().map_err(|e| fail(describe(e)))?;
+    // The programs write nothing; the read drives the walk.
+    let mut sink = Vec::new();
+    file.read_to_end(&mut sink)
+        .map_err(|e| fail(format!("reading the iterator: {e}")))?;
+    Ok(())
+}
