@@ -22,9 +22,10 @@ pub enum Command {
     /// and the system limits that bound connection counts.
     Doctor(DoctorArgs),
     /// Attach the probes to the kernel and follow the TCP sockets of a target
-    /// process, printing a line per interval: state transitions and the
-    /// current count by state. Stops on Ctrl-C, after --duration, or when
-    /// the target exits.
+    /// process, printing a line per interval (connections, state
+    /// transitions) and serving the latest report as JSON at
+    /// http://127.0.0.1:8080/api/v1/report. Stops on Ctrl-C, after
+    /// --duration, or when the target exits (exit code 3).
     Run(RunArgs),
     /// Sample the target for --duration, then print one report: its
     /// connections by state, TIME_WAIT churn, and the cost of one connection
@@ -112,6 +113,10 @@ pub struct RunArgs {
     /// one that works (tp_btf, then the classic tracepoint).
     #[arg(long, value_enum)]
     pub attach: Option<AttachMode>,
+    /// Where to serve the API (GET /api/v1/report, /api/v1/health). Port 0
+    /// picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Sizes such as `16KiB`, `1MB`, `4096`.

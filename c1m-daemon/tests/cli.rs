@@ -61,7 +61,13 @@ fn malformed_durations_say_what_to_write() {
 #[test]
 fn run_without_privileges_names_the_missing_capabilities() {
     // As nobody, watching this test process.
-    let output = unprivileged(&["run", "--pid", &std::process::id().to_string()]);
+    let output = unprivileged(&[
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--pid",
+        &std::process::id().to_string(),
+    ]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
@@ -117,4 +123,28 @@ fn doctor_without_privileges_exits_non_zero_and_explains() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("c1m cannot run here"), "{stdout}");
     assert!(stdout.contains("CAP_BPF"), "{stdout}");
+}
+
+#[test]
+fn a_busy_api_port_is_one_clear_line_before_anything_is_attached() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let output = daemon()
+        .args([
+            "run",
+            "--listen",
+            &addr,
+            "--pid",
+            &std::process::id().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve the API on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -116,6 +116,8 @@ fn a_target_that_exits_while_watched_ends_the_run_with_one_clear_line() {
     let mut daemon = common::daemon()
         .args([
             "run",
+            "--listen",
+            "127.0.0.1:0",
             "--interval",
             "100ms",
             "--pid",

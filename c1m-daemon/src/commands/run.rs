@@ -1,11 +1,8 @@
 //! `c1m-daemon run --pid <PID>`: attach, follow the target's sockets, print
-//! a line per interval until Ctrl-C, `--duration`, or the target's exit.
+//! a line per interval and serve the latest report over HTTP, until Ctrl-C,
+//! `--duration`, or the target's exit.
 
-use std::{
-    collections::BTreeMap,
-    process::ExitCode,
-    time::{Duration, Instant},
-};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -16,11 +13,12 @@ use tokio::{
 
 use super::EXIT_TARGET_GONE;
 use crate::{
+    api::{self, DaemonInfo, Snapshot},
     cli::RunArgs,
-    ebpf::probes::{KernelLogger, Probes},
-    model::transitions::TransitionCounts,
+    ebpf::probes::KernelLogger,
+    model::{report::Report, transitions::TransitionCounts},
+    sampling::Sampler,
     system::process::TargetProcess,
-    target::TargetSet,
 };
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -33,12 +31,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<ExitCode> {
-    let mut probes = Probes::attach(args.attach, !args.no_children)?;
-    let mut targets = TargetSet::start(named, !args.no_children, &mut probes)?;
-    if let Some(logger) = probes.take_logger() {
+    // Bind first: a busy port fails before anything is attached.
+    let listener = api::bind(args.listen).await?;
+    let api_addr = listener.local_addr()?;
+    let mut sampler = Sampler::start(named, !args.no_children, args.attach)?;
+    if let Some(logger) = sampler.probes.take_logger() {
         forward_kernel_logs(logger);
     }
+    let (publish, latest) = tokio::sync::watch::channel(Snapshot::default());
+    let server = axum::serve(listener, api::router(latest));
+    tokio::spawn(async move {
+        if let Err(err) = server.await {
+            log::error!("API server stopped: {err}");
+        }
+    });
 
+    let probes = &sampler.probes;
     let children = match &probes.children {
         Ok(mode) => json!({"followed": true, "attach_mode": mode}),
         Err(why) => json!({"followed": false, "reason": why}),
@@ -47,28 +55,32 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         println!(
             "{}",
             json!({"event": "attached", "attach_mode": probes.attach_mode,
-                   "children": children, "pids": targets.pids()})
+                   "children": children, "pids": sampler.targets.pids(),
+                   "api": format!("http://{api_addr}/api/v1/report")})
         );
     } else {
         println!(
             "c1m: watching pid {} through {}; Ctrl-C to stop",
-            targets.describe_named(),
+            sampler.targets.describe_named(),
             probes.attach_mode
         );
         match &probes.children {
             Ok(mode) => println!("child processes followed through {mode}"),
             Err(why) => println!("child processes NOT followed: {why}"),
         }
-        println!("(counts cover sockets the target opened or accepted since c1m attached)");
+        println!("report served at http://{api_addr}/api/v1/report");
+        println!(
+            "(transition counts cover sockets the target opened or accepted since c1m attached)"
+        );
     }
 
-    let started = Instant::now();
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut previous = TransitionCounts::default();
+    let mut samples_taken = 0u64;
 
     loop {
         // `biased`: when a tick and the deadline are both due, take the tick
@@ -80,32 +92,62 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
             _ = sigterm.recv() => true,
             _ = sleep_until(deadline) => true,
         };
-        targets.refresh(&mut probes)?;
-        let totals = probes.read_transitions()?;
-        let drops = probes.read_drops()?;
-        let pids = targets.pids();
-        print_sample(
-            args.json,
-            started.elapsed(),
-            &pids,
-            &totals,
-            &previous,
-            &drops,
-        );
+        let totals = sampler.sample()?.transitions.clone();
+        samples_taken += 1;
+        let report = sampler.report()?;
+        print_sample(args.json, sampler.elapsed(), &report, &totals, &previous);
+        publish.send_replace(Snapshot {
+            report: Some(Arc::new(report)),
+            daemon: Some(daemon_info(&sampler, args, samples_taken)),
+        });
         previous = totals;
         if stop {
             return Ok(ExitCode::SUCCESS);
         }
-        if !targets.any_alive() {
+        if !sampler.targets.any_alive() {
             eprintln!(
                 "c1m-daemon: target pid {} exited after {:.0?}; nothing left to watch. \
                  Restart the server and run c1m again with its new pid.",
-                targets.describe_named(),
-                started.elapsed()
+                sampler.targets.describe_named(),
+                sampler.elapsed()
             );
             return Ok(ExitCode::from(EXIT_TARGET_GONE));
         }
     }
+}
+
+fn daemon_info(sampler: &Sampler, args: &RunArgs, samples: u64) -> DaemonInfo {
+    let me = own_usage();
+    DaemonInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        attach_mode: sampler.probes.attach_mode.to_string(),
+        children: sampler.probes.children.clone().map(str::to_owned),
+        scans: match sampler.probes.scans_unavailable() {
+            Some(why) => Err(why.to_owned()),
+            None => Ok(()),
+        },
+        interval_ms: args.interval.as_millis() as u64,
+        samples,
+        rss_bytes: me.0,
+        cpu_seconds: me.1,
+    }
+}
+
+/// The daemon's own resident bytes and CPU seconds (user + system).
+fn own_usage() -> (u64, f64) {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return (0, 0.0);
+    };
+    let ticks = procfs::ticks_per_second() as f64;
+    let rss = me
+        .statm()
+        .map(|m| m.resident * procfs::page_size())
+        .unwrap_or(0);
+    let cpu = me
+        .stat()
+        .map(|s| (s.utime + s.stime) as f64 / ticks)
+        .unwrap_or(0.0);
+    (rss, cpu)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -118,27 +160,27 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 fn print_sample(
     json: bool,
     elapsed: Duration,
-    pids: &[u32],
+    report: &Report,
     totals: &TransitionCounts,
     previous: &TransitionCounts,
-    drops: &BTreeMap<&'static str, u64>,
 ) {
     let delta = totals.since(previous);
-    let by_state = totals.current_by_state();
-    let established = by_state.get("ESTABLISHED").copied().unwrap_or(0);
+    let c = &report.connections;
+    let established = c.by_state.get("ESTABLISHED").copied().unwrap_or(0);
     if json {
         println!(
             "{}",
             json!({
                 "event": "sample",
                 "elapsed_ms": elapsed.as_millis() as u64,
-                "pids": pids,
+                "pids": report.target.pids,
+                "connections": c.current,
                 "established": established,
-                "by_state": by_state,
+                "by_state": c.by_state,
                 "established_total": totals.established_total(),
                 "transitions": delta.named(),
                 "transitions_total": totals.named(),
-                "drops": drops,
+                "drops": report.drops,
             })
         );
         return;
@@ -148,10 +190,11 @@ fn print_sample(
         .into_iter()
         .map(|(name, n)| format!("{name} +{n}"))
         .collect();
-    let dropped: u64 = drops.values().sum();
+    let dropped: u64 = report.drops.values().sum();
     println!(
-        "{:>7.1}s  ESTABLISHED {:<8} {}{}",
+        "{:>7.1}s  connections {:<8} ESTABLISHED {:<8} {}{}",
         elapsed.as_secs_f64(),
+        c.current,
         established,
         if changes.is_empty() {
             "no transitions".to_owned()

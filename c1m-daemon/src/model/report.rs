@@ -170,16 +170,9 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
 
     let (kernel_breakdown, kernel_unknown) = kernel_objects(last, current, &ctx);
     let per_connection = |total: u64| (current > 0).then(|| total as f64 / current as f64);
-    let points: Vec<(f64, f64)> = samples
-        .iter()
-        .map(|s| (s.connections() as f64, s.user_bytes as f64))
-        .collect();
-    let fit = fit_line(&points);
-    let fd_points: Vec<(f64, f64)> = samples
-        .iter()
-        .map(|s| (s.connections() as f64, s.open_fds as f64))
-        .collect();
-    let fd_fit = fit_line(&fd_points);
+    let fitted = samples_to_fit(samples);
+    let fit = fit_line(&points(&fitted, |s| s.user_bytes));
+    let fd_fit = fit_line(&points(&fitted, |s| s.open_fds));
 
     Report {
         target: TargetInfo {
@@ -224,6 +217,34 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         kernel_buffers: last.scan.as_ref().map(SockScan::buffers),
         drops: ctx.drops,
     }
+}
+
+/// The samples the marginal costs are fitted on. A sample is read piece by
+/// piece (sockets, then fds, then memory), so one taken while connections
+/// are being opened pairs a count with memory of a few more connections.
+/// Samples whose count did not move since the previous one are free of
+/// that skew; they are used when they span at least two counts (a ramp in
+/// steps), all samples otherwise (a continuous ramp).
+fn samples_to_fit(samples: &[Sample]) -> Vec<&Sample> {
+    let settled: Vec<&Sample> = samples
+        .windows(2)
+        .filter(|pair| pair[0].connections() == pair[1].connections())
+        .map(|pair| &pair[1])
+        .collect();
+    let mut counts: Vec<u64> = settled.iter().map(|s| s.connections()).collect();
+    counts.dedup();
+    if counts.len() >= 2 {
+        settled
+    } else {
+        samples.iter().collect()
+    }
+}
+
+fn points(samples: &[&Sample], y: impl Fn(&Sample) -> u64) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .map(|s| (s.connections() as f64, y(s) as f64))
+        .collect()
 }
 
 /// Kernel bytes per open connection, by component: every object the
@@ -286,10 +307,18 @@ fn kernel_objects(
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use c1m_common::*;
 
     use super::*;
+
+    /// A report of 400 connections ramped over 5 samples, for tests of the
+    /// modules that present reports.
+    pub fn sample_report() -> Report {
+        let slabs = slabs();
+        let samples: Vec<_> = (0..5).map(|i| sample(i as f64, i * 100, 0)).collect();
+        build_report(&samples, ctx(&slabs))
+    }
 
     fn slabs() -> BTreeMap<String, SlabCache> {
         [
@@ -364,6 +393,24 @@ mod tests {
         assert_eq!(report.connections.current, 400);
         assert_eq!(report.connections.accepted_total, 400);
         assert!((cost.fds_marginal.unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn marginal_cost_prefers_samples_taken_between_steps() {
+        let slabs = slabs();
+        // Steps of 100 with two settled samples each, and one sample taken
+        // mid-step whose memory ran ahead of its count.
+        let mut samples = Vec::new();
+        for step in 0..4u64 {
+            samples.push(sample(samples.len() as f64, step * 100, 0));
+            samples.push(sample(samples.len() as f64, step * 100, 0));
+        }
+        let mut skewed = sample(samples.len() as f64, 350, 0);
+        skewed.user_bytes += 50 * 16384;
+        samples.push(skewed);
+        let report = build_report(&samples, ctx(&slabs));
+        let marginal = report.cost_per_connection.user_marginal_bytes.unwrap();
+        assert!((marginal - 16384.0).abs() < 1e-6, "{marginal}");
     }
 
     #[test]

@@ -4,18 +4,29 @@ use procfs::process::Process;
 
 use super::process::TargetError;
 
-/// Proportional set size (shared pages split among their users), so the
-/// processes of a pre-fork server add up without double counting.
+/// The memory a process allocated itself: proportional anonymous and shmem
+/// pages (heap, stacks, buffers; pages shared after fork split among their
+/// users, so the processes of a pre-fork server add up without double
+/// counting). File-backed pages (the binary, libraries) are left out: the
+/// kernel can drop and re-read them, and their proportional share moves
+/// whenever another process mapping the same file starts or exits. Kernels
+/// before 5.8 lack the split; there it is the whole PSS.
 pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
     let process = Process::new(pid as i32).map_err(|_| TargetError::Exited { pid })?;
     let rollup = process
         .smaps_rollup()
         .map_err(|source| TargetError::Unreadable { pid, source })?;
-    Ok(rollup
-        .memory_map_rollup
-        .iter()
-        .filter_map(|map| map.extension.map.get("Pss"))
-        .sum())
+    let field = |name: &str| -> Option<u64> {
+        rollup
+            .memory_map_rollup
+            .iter()
+            .map(|map| map.extension.map.get(name).copied())
+            .sum()
+    };
+    match (field("Pss_Anon"), field("Pss_Shmem")) {
+        (Some(anon), Some(shmem)) => Ok(anon + shmem),
+        _ => Ok(field("Pss").unwrap_or(0)),
+    }
 }
 
 /// Open file descriptors. Reading `/proc/<pid>/fd` costs the kernel a

@@ -136,12 +136,49 @@ pub fn spawn_echo() -> (ChildGuard, SocketAddr) {
     (guard, addr)
 }
 
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connecting to the API");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    (status, body)
+}
+
+/// The API address from `run --json`'s attached line.
+pub fn api_addr(attached: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(attached).unwrap();
+    let url = value["api"].as_str().expect("api in the attached line");
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Start `c1m-daemon run --json` on `pid` and wait until it has attached.
 pub fn spawn_run(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader) {
+    let (guard, lines, _) = spawn_run_with_api(pid, extra);
+    (guard, lines)
+}
+
+/// Like [`spawn_run`], also returning the API's address.
+pub fn spawn_run_with_api(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader, String) {
     let mut child = daemon()
         .args([
             "run",
             "--json",
+            "--listen",
+            "127.0.0.1:0",
             "--interval",
             "200ms",
             "--pid",
@@ -153,8 +190,8 @@ pub fn spawn_run(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader) {
         .expect("spawning c1m-daemon run");
     let lines = LineReader::new(child.stdout.take().unwrap());
     let guard = ChildGuard { child };
-    lines.wait_for(Duration::from_secs(30), "run to attach", |l| {
+    let attached = lines.wait_for(Duration::from_secs(30), "run to attach", |l| {
         l.contains(r#""event":"attached""#)
     });
-    (guard, lines)
+    (guard, lines, api_addr(&attached))
 }

@@ -1,0 +1,139 @@
+//! Kernel tests of what one connection costs, through `run`'s HTTP API:
+//! a server whose per-connection memory is known (the echo server with
+//! `--state-bytes`), ramped in steps.
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::Stdio,
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+const STATE_BYTES: f64 = 16384.0;
+
+fn spawn_echo_with(args: &[&str]) -> (ChildGuard, SocketAddr) {
+    let mut child = daemon()
+        .args(["echo", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning c1m-daemon echo");
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let guard = ChildGuard { child };
+    let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
+        l.contains("listening on")
+    });
+    let addr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    (guard, addr)
+}
+
+/// What c1m counts as a process's own memory: Pss_Anon + Pss_Shmem.
+fn pss_bytes(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let kib = |field: &str| -> f64 {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap()
+    };
+    (kib("Pss_Anon:") + kib("Pss_Shmem:")) * 1024.0
+}
+
+fn report(api: &str) -> Value {
+    let (status, body) = http_get(api, "/api/v1/report");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn user_bytes_per_connection_match_what_the_server_allocates() {
+    if !kernel_tests_allowed("user bytes") {
+        return;
+    }
+    let (echo, addr) = spawn_echo_with(&["--workers", "1", "--state-bytes", "16KiB"]);
+    let baseline = pss_bytes(echo.pid());
+    let (_run, _lines, api) = spawn_run_with_api(echo.pid(), &[]);
+
+    let mut held = Vec::new();
+    for _step in 0..4 {
+        for _ in 0..250 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"x").unwrap();
+            let mut echo_byte = [0u8; 1];
+            s.read_exact(&mut echo_byte).unwrap();
+            held.push(s);
+        }
+        // Settle: several samples (200 ms apart) at each step.
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    let json = report(&api);
+    let n = held.len() as f64;
+    let cost = &json["cost_per_connection"];
+    assert_eq!(json["connections"]["current"], 1000, "{json:#}");
+
+    let marginal = cost["user_marginal_bytes"].as_f64().unwrap();
+    assert!(
+        (marginal - STATE_BYTES).abs() / STATE_BYTES < 0.10,
+        "marginal {marginal} vs {STATE_BYTES}: {json:#}"
+    );
+    let expected_average = STATE_BYTES + baseline / n;
+    let average = cost["user_bytes"].as_f64().unwrap();
+    assert!(
+        (average - expected_average).abs() / expected_average < 0.10,
+        "average {average} vs {expected_average}: {json:#}"
+    );
+    assert!(cost["user_marginal_r2"].as_f64().unwrap() > 0.9, "{json:#}");
+    assert!(
+        json["daemon"]["attach_mode"]
+            .as_str()
+            .unwrap()
+            .contains("inet_sock_set_state")
+    );
+    assert!(json["daemon"]["samples"].as_u64().unwrap() > 5);
+    drop(held);
+}
+
+#[test]
+fn ipv6_connections_are_counted_and_priced_as_ipv6_sockets() {
+    if !kernel_tests_allowed("ipv6") {
+        return;
+    }
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: skipping");
+        return;
+    };
+    drop(probe);
+    let mut child = daemon()
+        .args(["echo", "--listen", "[::1]:0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let echo = ChildGuard { child };
+    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
+    let addr: SocketAddr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    let (_run, _lines, api) = spawn_run_with_api(echo.pid(), &[]);
+    let held: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"x").unwrap();
+            s.read_exact(&mut [0u8; 1]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let json = report(&api);
+    assert_eq!(json["connections"]["current"], 50, "{json:#}");
+    assert_eq!(json["connections"]["accepted_total"], 50, "{json:#}");
+    let breakdown = &json["cost_per_connection"]["kernel_breakdown"];
+    assert!(breakdown["tcp6_sock"].as_u64().unwrap() > 1000, "{json:#}");
+    assert!(breakdown.get("tcp_sock").is_none(), "{json:#}");
+    drop(held);
+}
