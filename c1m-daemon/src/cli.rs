@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ebpf::probes::AttachMode;
+use crate::{
+    ebpf::probes::AttachMode,
+    tools::load::{CloseSide, LoadOptions},
+};
 
 /// c1m: how many concurrent TCP connections can your server hold on this
 /// box, and what stops it?
@@ -41,6 +44,13 @@ pub enum Command {
     /// runs worker processes sharing one listening socket; a worker with no
     /// fds to spare leaves new connections to the others.
     Echo(EchoArgs),
+    /// Open --connections connections to --target and hold them (or churn
+    /// them with --churn), printing progress every second. Past the fd limit
+    /// of one process it runs several; past the ports of one source IP it
+    /// spreads over --source-ips (automatic on 127.0.0.0/8). When it stops
+    /// short it names the errno, the limit behind it and the side (client,
+    /// server, box), and exits with code 4.
+    Load(LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,9 +88,131 @@ pub struct EchoArgs {
     /// heavier server (default: none; the echo itself costs well under 1 KiB).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
     pub state_bytes: u64,
+    /// Close each connection after echoing its first message, like an
+    /// HTTP/1.0 server: the server closes first and keeps the TIME_WAIT
+    /// (pair with `load --churn --close server`).
+    #[arg(long)]
+    pub close_after_echo: bool,
     /// Internal: serve as a worker on this inherited listening fd.
     #[arg(long, hide = true)]
     pub worker_fd: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The server to connect to, e.g. 127.0.0.1:7007.
+    #[arg(long, required_unless_present = "shard_plan")]
+    pub target: Option<std::net::SocketAddr>,
+    /// Connections to open and hold (with --churn: connections at a time).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub connections: u64,
+    /// Connects per second, e.g. `20000/s` (default: as fast as the server
+    /// accepts).
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<u64>,
+    /// How long to hold the connections once open.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub hold: std::time::Duration,
+    /// Send a message of this many bytes on each connection when it opens
+    /// and every --interval, and check the echo (0: hold silently). With
+    /// messages, a connection counts as open only once the server answered
+    /// on it; without, once the handshake completes, which the kernel also
+    /// does for connections waiting in the server's accept queue.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub message_bytes: usize,
+    /// Time between messages on one connection.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Source addresses to spread connections over, e.g.
+    /// `127.0.0.2-127.0.0.64` or `10.0.0.1,10.0.0.2` (default: on IPv4
+    /// loopback, as many of 127.0.0.0/8 as the ports need; else the
+    /// kernel's choice).
+    #[arg(long, value_parser = parse_source_ips)]
+    pub source_ips: Option<SourceIps>,
+    /// Connect, exchange, close, repeat, for --duration: for TIME_WAIT
+    /// studies.
+    #[arg(long)]
+    pub churn: bool,
+    /// With --churn: which side closes first (and keeps the TIME_WAIT).
+    /// `server` needs a server that closes, e.g. `echo --close-after-echo`.
+    #[arg(long, value_enum, default_value = "client", requires = "churn")]
+    pub close: CloseSide,
+    /// With --churn: how long to churn.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, requires = "churn")]
+    pub duration: std::time::Duration,
+    /// Give up on a connect after this long (counted as ETIMEDOUT).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Stop the ramp when no connect has succeeded for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stall_timeout: std::time::Duration,
+    /// Load processes (default: enough for the fd limit of each).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub processes: Option<u64>,
+    /// The server's pid, so a ramp that stops short can check the server's
+    /// own limits (e.g. its fd limit: EMFILE on accept).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Print JSON lines (progress every second, then `done`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run one shard of a load with this JSON plan.
+    #[arg(long, hide = true)]
+    pub shard_plan: Option<String>,
+}
+
+/// A parsed `--source-ips` list (a newtype so clap keeps it as one value).
+#[derive(Debug, Clone)]
+pub struct SourceIps(pub Vec<std::net::IpAddr>);
+
+fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
+    crate::tools::load::source_ips::parse_source_ips(text)
+        .map(SourceIps)
+        .map_err(|e| e.to_string())
+}
+
+impl LoadArgs {
+    pub fn options(&self) -> anyhow::Result<LoadOptions> {
+        let target = self
+            .target
+            .ok_or_else(|| anyhow::anyhow!("load needs --target ADDR, e.g. 127.0.0.1:7007"))?;
+        if self.connections == 0 {
+            anyhow::bail!("--connections must be at least 1");
+        }
+        Ok(LoadOptions {
+            target,
+            connections: self.connections,
+            rate: self.rate,
+            hold: self.hold,
+            message_bytes: self.message_bytes,
+            interval: self.interval,
+            source_ips: self.source_ips.clone().map(|s| s.0),
+            churn: self.churn.then_some((self.close, self.duration)),
+            connect_timeout: self.connect_timeout,
+            stall_timeout: self.stall_timeout,
+            processes: self.processes,
+            server_pid: self.server_pid,
+            json: self.json,
+        })
+    }
+}
+
+/// `20000/s`, `20000`, `1200/m`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let (number, per) = text.split_once('/').unwrap_or((text, "s"));
+    let number: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: write a rate such as 20000/s"))?;
+    let per_second = match per.trim() {
+        "s" | "sec" => number,
+        "m" | "min" => number.div_ceil(60),
+        _ => return Err(format!("{text:?}: write a rate such as 20000/s or 1200/m")),
+    };
+    if per_second == 0 {
+        return Err("a rate must be at least 1/s".into());
+    }
+    Ok(per_second)
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +290,15 @@ mod tests {
         assert_eq!(parse_size("16KiB"), Ok(16384));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").unwrap_err().contains("such as"));
+    }
+
+    #[test]
+    fn rates_accept_units() {
+        assert_eq!(parse_rate("20000/s"), Ok(20000));
+        assert_eq!(parse_rate("500"), Ok(500));
+        assert_eq!(parse_rate("120/m"), Ok(2));
+        assert!(parse_rate("fast").unwrap_err().contains("such as"));
+        assert!(parse_rate("0/s").is_err());
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::cli::Command;
 /// Exit code when the watched target exited (distinct from a failure of
 /// c1m itself, so scripts can tell them apart).
 pub const EXIT_TARGET_GONE: u8 = 3;
+/// `load` (and `selftest`) stopped short of the connections asked for: a
+/// limit was hit; the output names it.
+pub const EXIT_LIMIT_HIT: u8 = 4;
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -24,7 +27,12 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             connections: args.connections,
             state_bytes: args.state_bytes as usize,
             worker_fd: args.worker_fd,
+            close_after_echo: args.close_after_echo,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => match &args.shard_plan {
+            Some(plan) => crate::tools::load::run_as_shard(plan),
+            None => crate::tools::load::run(args.options()?),
+        },
     }
 }

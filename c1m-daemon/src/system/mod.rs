@@ -4,6 +4,7 @@
 
 pub mod limits;
 pub mod memory;
+pub mod netstat;
 pub mod privileges;
 pub mod process;
 pub mod slabinfo;

@@ -34,6 +34,8 @@ pub struct EchoOptions {
     pub connections: u64,
     /// Bytes each connection allocates and touches (models a heavier server).
     pub state_bytes: usize,
+    /// Close each connection after its first echo (the server closes first).
+    pub close_after_echo: bool,
     /// Internal: serve as a worker on this inherited listening fd.
     pub worker_fd: Option<RawFd>,
 }
@@ -49,7 +51,7 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
         // SAFETY: the supervisor passed this fd, a listening TCP socket,
         // for this process to own.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        let totals = worker::run(listener, options.state_bytes)?;
+        let totals = worker::run(listener, options.state_bytes, options.close_after_echo)?;
         println!("{}", serde_json::to_string(&totals)?);
         return Ok(());
     }
@@ -64,14 +66,19 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
             "c1m echo listening on {bound} (pid {}) with 1 worker",
             std::process::id()
         );
-        let totals = worker::run(listener, options.state_bytes)?;
+        let totals = worker::run(listener, options.state_bytes, options.close_after_echo)?;
         eprintln!(
             "c1m echo: accepted {}, closed {}, errors {:?}",
             totals.accepted, totals.closed, totals.errors
         );
         return Ok(());
     }
-    supervisor::run(listener, workers, options.state_bytes)
+    supervisor::run(
+        listener,
+        workers,
+        options.state_bytes,
+        options.close_after_echo,
+    )
 }
 
 /// A listening socket with the deepest backlog the kernel allows

@@ -18,7 +18,12 @@ use tokio::{
 
 use super::worker::WorkerTotals;
 
-pub fn run(listener: TcpListener, workers: u64, state_bytes: usize) -> anyhow::Result<()> {
+pub fn run(
+    listener: TcpListener,
+    workers: u64,
+    state_bytes: usize,
+    close_after_echo: bool,
+) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -30,7 +35,7 @@ pub fn run(listener: TcpListener, workers: u64, state_bytes: usize) -> anyhow::R
         let mut running = JoinSet::new();
         let mut pids = Vec::new();
         for index in 0..workers {
-            let child = spawn_worker(&listener, state_bytes)
+            let child = spawn_worker(&listener, state_bytes, close_after_echo)
                 .with_context(|| format!("starting echo worker {index}"))?;
             pids.push(child.id().unwrap_or(0));
             running.spawn(collect(child));
@@ -78,13 +83,18 @@ pub fn run(listener: TcpListener, workers: u64, state_bytes: usize) -> anyhow::R
     })
 }
 
-fn spawn_worker(listener: &TcpListener, state_bytes: usize) -> anyhow::Result<Child> {
+fn spawn_worker(
+    listener: &TcpListener,
+    state_bytes: usize,
+    close_after_echo: bool,
+) -> anyhow::Result<Child> {
     let fd = listener.as_raw_fd();
     let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
     let mut command = std::process::Command::new(exe);
     command
         .args(["echo", "--worker-fd", &fd.to_string()])
         .args(["--state-bytes", &state_bytes.to_string()])
+        .args(close_after_echo.then_some("--close-after-echo"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     // SAFETY: between fork and exec only async-signal-safe calls: fcntl and

@@ -61,7 +61,11 @@ impl Counters {
 }
 
 /// Serve on `listener` until SIGINT/SIGTERM; returns the totals.
-pub fn run(listener: StdListener, state_bytes: usize) -> anyhow::Result<WorkerTotals> {
+pub fn run(
+    listener: StdListener,
+    state_bytes: usize,
+    close_after_echo: bool,
+) -> anyhow::Result<WorkerTotals> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,7 +91,12 @@ pub fn run(listener: StdListener, state_bytes: usize) -> anyhow::Result<WorkerTo
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         counters.accepted.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(echo_connection(stream, counters.clone(), state_bytes));
+                        tokio::spawn(echo_connection(
+                            stream,
+                            counters.clone(),
+                            state_bytes,
+                            close_after_echo,
+                        ));
                     }
                     Err(err) => {
                         counters.errors.count(&err);
@@ -109,7 +118,12 @@ fn connection_state(bytes: usize) -> Vec<u8> {
     vec![0xa5; bytes]
 }
 
-async fn echo_connection(mut stream: TcpStream, counters: Arc<Counters>, state_bytes: usize) {
+async fn echo_connection(
+    mut stream: TcpStream,
+    counters: Arc<Counters>,
+    state_bytes: usize,
+    close_after_echo: bool,
+) {
     let _state = connection_state(state_bytes);
     loop {
         if let Err(err) = stream.readable().await {
@@ -118,6 +132,8 @@ async fn echo_connection(mut stream: TcpStream, counters: Arc<Counters>, state_b
         }
         match echo_ready(&stream) {
             Echo::Again => continue,
+            Echo::Echoed if close_after_echo => break,
+            Echo::Echoed => continue,
             Echo::Closed => break,
             Echo::Failed(err) => {
                 counters.errors.count(&err);
@@ -126,6 +142,9 @@ async fn echo_connection(mut stream: TcpStream, counters: Arc<Counters>, state_b
             Echo::Unsent(rest) => {
                 if let Err(err) = stream.write_all(&rest).await {
                     counters.errors.count(&err);
+                    break;
+                }
+                if close_after_echo {
                     break;
                 }
             }
@@ -146,8 +165,10 @@ fn connection_capacity() -> u64 {
 }
 
 enum Echo {
-    /// Echoed what was there (or nothing was: a spurious wake-up).
+    /// Nothing was there: a spurious wake-up.
     Again,
+    /// Echoed what was there.
+    Echoed,
     Closed,
     Failed(io::Error),
     /// The socket took only part; the rest must wait for writability.
@@ -174,5 +195,5 @@ fn echo_ready(stream: &TcpStream) -> Echo {
             Err(err) => return Echo::Failed(err),
         }
     }
-    Echo::Again
+    Echo::Echoed
 }

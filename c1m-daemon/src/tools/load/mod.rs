@@ -1,0 +1,571 @@
+//! `c1m-daemon load`: open N connections to a server and hold them, or
+//! churn them, reporting progress every second and, when the ramp stops
+//! short, the limit behind it and its side.
+//!
+//! A process holds at most RLIMIT_NOFILE connections, so the load shards
+//! itself: it starts as many copies of itself as needed (`--shard-plan`,
+//! one JSON plan each), which print their counters as JSON lines; this
+//! coordinator sums them.
+
+pub mod diagnose;
+mod shard;
+pub mod source_ips;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    process::{ExitCode, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader},
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+pub use shard::{CloseSide, ShardPlan, ShardProgress};
+use shard::{ShardCounters, run_shard};
+
+use self::diagnose::{Evidence, ServerFds, Verdict, diagnose};
+use crate::{
+    commands::EXIT_LIMIT_HIT,
+    system::{
+        limits::read_rlimit_nofile, netstat::read_netstat, process::descendants,
+        sysctl::read_sysctl_numbers,
+    },
+};
+
+/// fds a load process keeps for itself.
+const FDS_RESERVED: u64 = 64;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub target: SocketAddr,
+    pub connections: u64,
+    pub rate: Option<u64>,
+    pub hold: Duration,
+    pub message_bytes: usize,
+    pub interval: Duration,
+    pub source_ips: Option<Vec<std::net::IpAddr>>,
+    pub churn: Option<(CloseSide, Duration)>,
+    pub connect_timeout: Duration,
+    pub stall_timeout: Duration,
+    pub processes: Option<u64>,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+}
+
+/// The totals over all shards.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadTotals {
+    pub attempts: u64,
+    pub connected_total: u64,
+    pub closed_total: u64,
+    pub open: u64,
+    pub dropped_by_server: u64,
+    pub messages_ok: u64,
+    pub messages_bad: u64,
+    pub failures: BTreeMap<String, u64>,
+    /// Shards that stopped ramping because connects stopped completing.
+    pub stalled_shards: u64,
+    /// Shards past their ramp (holding, stalled, closing or done).
+    pub ramped_shards: u64,
+    pub done_shards: u64,
+}
+
+impl LoadTotals {
+    fn add(&mut self, p: &ShardProgress) {
+        self.attempts += p.attempts;
+        self.connected_total += p.connected_total;
+        self.closed_total += p.closed_total;
+        self.open += p.open;
+        self.dropped_by_server += p.dropped_by_server;
+        self.messages_ok += p.messages_ok;
+        self.messages_bad += p.messages_bad;
+        for (name, n) in &p.failures {
+            *self.failures.entry(name.clone()).or_insert(0) += n;
+        }
+        self.stalled_shards += u64::from(p.phase == "stalled");
+        self.ramped_shards += u64::from(p.phase != "ramp" && !p.phase.is_empty());
+        self.done_shards += u64::from(p.phase == "done");
+    }
+}
+
+/// What a whole load run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadOutcome {
+    pub target: SocketAddr,
+    pub requested: u64,
+    /// Most connections open at once.
+    pub peak_open: u64,
+    pub reached: bool,
+    pub ramp_seconds: f64,
+    pub ramp_rate: f64,
+    pub processes: u64,
+    pub source_ips: usize,
+    pub totals: LoadTotals,
+    pub verdict: Option<Verdict>,
+}
+
+/// Plan the shards: enough processes for the fd limit, the rate split
+/// evenly, each starting at its own place in the source IPs.
+pub fn plan_shards(
+    options: &LoadOptions,
+    source_ips: &[std::net::IpAddr],
+    nofile: u64,
+) -> Vec<ShardPlan> {
+    let per_process = nofile.saturating_sub(FDS_RESERVED).max(1);
+    let processes = options
+        .processes
+        .unwrap_or_else(|| options.connections.div_ceil(per_process))
+        .clamp(1, options.connections.max(1));
+    (0..processes)
+        .map(|i| {
+            let share =
+                options.connections / processes + u64::from(i < options.connections % processes);
+            ShardPlan {
+                target: options.target,
+                connections: share,
+                rate: options.rate.map(|r| (r / processes).max(1)),
+                message_bytes: options.message_bytes,
+                interval: options.interval,
+                source_ips: source_ips.to_vec(),
+                source_offset: (i as usize * source_ips.len().max(1)) / processes as usize,
+                churn: options.churn,
+                connect_timeout: options.connect_timeout,
+                stall_timeout: options.stall_timeout,
+            }
+        })
+        .collect()
+}
+
+/// Where the shards' counters come from.
+enum Shards {
+    InProcess(Arc<ShardCounters>, tokio::task::JoinHandle<()>),
+    Children {
+        latest: Vec<watch::Receiver<ShardProgress>>,
+        pids: Vec<u32>,
+        running: tokio::task::JoinSet<()>,
+    },
+}
+
+impl Shards {
+    fn totals(&self) -> LoadTotals {
+        let mut totals = LoadTotals::default();
+        match self {
+            Shards::InProcess(counters, _) => totals.add(&counters.progress()),
+            Shards::Children { latest, .. } => {
+                for shard in latest {
+                    totals.add(&shard.borrow());
+                }
+            }
+        }
+        totals
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Shards::InProcess(..) => 1,
+            Shards::Children { pids, .. } => pids.len() as u64,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Shards::InProcess(_, task) => task.is_finished(),
+            Shards::Children { running, .. } => running.is_empty(),
+        }
+    }
+
+    async fn reap(&mut self) {
+        match self {
+            Shards::InProcess(_, task) => {
+                let _ = task.await;
+            }
+            Shards::Children { running, .. } => {
+                while running.try_join_next().is_some() {}
+                if !running.is_empty() {
+                    let _ = running.join_next().await;
+                }
+            }
+        }
+    }
+}
+
+pub fn run(options: LoadOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(coordinate(&options))?;
+    print_outcome(&options, &outcome);
+    Ok(
+        if outcome.reached || options.churn.is_some() && outcome.verdict.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_LIMIT_HIT)
+        },
+    )
+}
+
+pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
+    let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+        .map(|[lo, hi]| hi.saturating_sub(lo) + 1)
+        .unwrap_or(28_232);
+    let source_ips = match &options.source_ips {
+        Some(ips) => ips.clone(),
+        None => source_ips::auto_source_ips(options.target.ip(), options.connections, ports),
+    };
+    let nofile = read_rlimit_nofile().soft;
+    let plans = plan_shards(options, &source_ips, nofile);
+    let overflows_before = listen_overflows();
+
+    let (stop, stopped) = watch::channel(false);
+    let mut shards = if plans.len() == 1 {
+        let counters = Arc::new(ShardCounters::default());
+        let task = tokio::spawn(run_shard(plans[0].clone(), counters.clone(), stopped));
+        Shards::InProcess(counters, task)
+    } else {
+        spawn_children(&plans)?
+    };
+    let bar = progress_bar(options);
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut peak_open = 0;
+    let mut ramp_done: Option<Duration> = None;
+    let mut previous_connected = 0;
+    let mut stopping = false;
+    let mut servers_full = Vec::new();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {},
+            _ = sigint.recv() => { stop_all(&stop, &shards); stopping = true; }
+            _ = sigterm.recv() => { stop_all(&stop, &shards); stopping = true; }
+            _ = shards.reap() => {},
+        }
+        let totals = shards.totals();
+        peak_open = peak_open.max(totals.open);
+        // The ramp is over when every shard has finished its part (churn
+        // mode has no ramp: its duration is the shards' business).
+        if ramp_done.is_none() && totals.ramped_shards == shards.count() {
+            ramp_done = Some(started.elapsed());
+            // Look at the server while the connections are still open.
+            if totals.open < options.connections {
+                servers_full = options
+                    .server_pid
+                    .map(servers_at_fd_limit)
+                    .unwrap_or_default();
+            }
+        }
+        if let Some(ramped) = ramp_done
+            && !stopping
+            && options.churn.is_none()
+            && started.elapsed() >= ramped + options.hold
+        {
+            stop_all(&stop, &shards);
+            stopping = true;
+        }
+        let rate = totals.connected_total - previous_connected;
+        previous_connected = totals.connected_total;
+        report_progress(options, &bar, started.elapsed(), &totals, rate);
+        if shards.finished() {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let totals = shards.totals();
+    let ramp_seconds = ramp_done.unwrap_or(started.elapsed()).as_secs_f64();
+    let reached = options.churn.is_none() && peak_open >= options.connections;
+    let verdict = if reached {
+        None
+    } else {
+        diagnose(&Evidence {
+            failures: totals.failures.clone(),
+            stalled: totals.stalled_shards > 0,
+            client_nofile: nofile,
+            ports_per_ip: ports,
+            source_ips: source_ips.len(),
+            servers_at_fd_limit: servers_full,
+            listen_overflows: listen_overflows().saturating_sub(overflows_before),
+        })
+    };
+    Ok(LoadOutcome {
+        target: options.target,
+        requested: options.connections,
+        peak_open,
+        reached,
+        ramp_seconds,
+        ramp_rate: totals.connected_total as f64 / ramp_seconds.max(1e-3),
+        processes: shards.count(),
+        source_ips: source_ips.len(),
+        totals,
+        verdict,
+    })
+}
+
+fn stop_all(stop: &watch::Sender<bool>, shards: &Shards) {
+    let _ = stop.send(true);
+    if let Shards::Children { pids, .. } = shards {
+        for &pid in pids {
+            // SAFETY: signalling our own child by pid (gone = ESRCH, fine).
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+}
+
+fn spawn_children(plans: &[ShardPlan]) -> anyhow::Result<Shards> {
+    let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
+    let mut latest = Vec::new();
+    let mut pids = Vec::new();
+    let mut running = tokio::task::JoinSet::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(["load", "--shard-plan", &serde_json::to_string(plan)?])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        // SAFETY: only prctl between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt as _;
+            command.pre_exec(|| {
+                // A shard never outlives the coordinator.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting load shard {index}"))?;
+        pids.push(child.id().unwrap_or(0));
+        let (publish, receiver) = watch::channel(ShardProgress::default());
+        latest.push(receiver);
+        let stdout = child.stdout.take().expect("piped");
+        running.spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(progress) = serde_json::from_str::<ShardProgress>(&line) {
+                    publish.send_replace(progress);
+                }
+            }
+            let _ = child.wait().await;
+        });
+    }
+    Ok(Shards::Children {
+        latest,
+        pids,
+        running,
+    })
+}
+
+/// A shard started by the coordinator: run the plan, print counters as a
+/// JSON line every second and once more at the end.
+pub fn run_as_shard(plan_json: &str) -> anyhow::Result<ExitCode> {
+    let plan: ShardPlan =
+        serde_json::from_str(plan_json).context("--shard-plan is not a shard plan")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let counters = Arc::new(ShardCounters::default());
+        let (stop, stopped) = watch::channel(false);
+        let mut task = tokio::spawn(run_shard(plan, counters.clone(), stopped));
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => println!("{}", serde_json::to_string(&counters.progress())?),
+                _ = sigterm.recv() => { let _ = stop.send(true); }
+                _ = sigint.recv() => { let _ = stop.send(true); }
+                _ = &mut task => break,
+            }
+        }
+        println!("{}", serde_json::to_string(&counters.progress())?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `TcpExt.ListenOverflows + ListenDrops`, box-wide (0 when unreadable).
+fn listen_overflows() -> u64 {
+    read_netstat().map_or(0, |c| {
+        c.get("TcpExt.ListenOverflows").copied().unwrap_or(0)
+            + c.get("TcpExt.ListenDrops").copied().unwrap_or(0)
+    })
+}
+
+/// The server process and its children that are at their fd limit. Counts
+/// fds through /proc once, at the end of a run that fell short.
+fn servers_at_fd_limit(pid: u32) -> Vec<ServerFds> {
+    std::iter::once(pid)
+        .chain(descendants(pid).into_iter().map(|(child, _)| child))
+        .filter_map(|pid| {
+            let process = procfs::process::Process::new(pid as i32).ok()?;
+            let nofile_soft = match process.limits().ok()?.max_open_files.soft_limit {
+                procfs::process::LimitValue::Value(v) => v,
+                procfs::process::LimitValue::Unlimited => return None,
+            };
+            let open_fds = process.fd_count().ok()? as u64;
+            // A server may stop accepting a little before EMFILE (keeping
+            // fds for itself), so "at the limit" has a small margin.
+            let margin = (nofile_soft / 100).max(16);
+            (open_fds + margin >= nofile_soft).then_some(ServerFds {
+                pid,
+                open_fds,
+                nofile_soft,
+            })
+        })
+        .collect()
+}
+
+fn progress_bar(options: &LoadOptions) -> ProgressBar {
+    use std::io::IsTerminal as _;
+    if options.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(options.connections);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} open  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn report_progress(
+    options: &LoadOptions,
+    bar: &ProgressBar,
+    elapsed: Duration,
+    totals: &LoadTotals,
+    rate: u64,
+) {
+    if options.json {
+        println!(
+            "{}",
+            json!({"event": "progress", "elapsed_ms": elapsed.as_millis() as u64,
+                   "target": options.connections, "open": totals.open,
+                   "connected_total": totals.connected_total, "closed_total": totals.closed_total,
+                   "rate_per_second": rate, "failures": totals.failures,
+                   "messages_ok": totals.messages_ok, "messages_bad": totals.messages_bad,
+                   "dropped_by_server": totals.dropped_by_server})
+        );
+    } else if bar.is_hidden() {
+        eprintln!(
+            "{:>6.1}s  open {:>9}/{}  {:>7}/s  closed {}  failures {:?}",
+            elapsed.as_secs_f64(),
+            totals.open,
+            options.connections,
+            rate,
+            totals.closed_total,
+            totals.failures
+        );
+    } else {
+        bar.set_position(totals.open);
+        bar.set_message(format!("{rate}/s  failures {:?}", totals.failures));
+    }
+}
+
+fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
+    if options.json {
+        let mut value = serde_json::to_value(outcome).unwrap_or_default();
+        value["event"] = json!("done");
+        println!("{value}");
+        return;
+    }
+    let t = &outcome.totals;
+    if options.churn.is_some() {
+        println!(
+            "churned {} connections ({:.0}/s) to {}; failures {:?}",
+            t.closed_total,
+            t.closed_total as f64 / outcome.ramp_seconds.max(1e-3),
+            outcome.target,
+            t.failures
+        );
+    } else if outcome.reached {
+        println!(
+            "reached {} connections to {} in {:.1}s ({:.0}/s) with {} process(es), held and closed",
+            outcome.peak_open,
+            outcome.target,
+            outcome.ramp_seconds,
+            outcome.ramp_rate,
+            outcome.processes
+        );
+    } else {
+        println!(
+            "stopped at {} of {} connections to {}; failures {:?}",
+            outcome.peak_open, outcome.requested, outcome.target, t.failures
+        );
+    }
+    if let Some(v) = &outcome.verdict {
+        println!(
+            "limit: {} ({}{}): {}",
+            v.limit,
+            v.side,
+            v.errno
+                .as_deref()
+                .map_or(String::new(), |e| format!(", {e}")),
+            v.explanation
+        );
+    }
+    if t.messages_ok + t.messages_bad > 0 {
+        println!(
+            "messages echoed: {} ok, {} wrong",
+            t.messages_ok, t.messages_bad
+        );
+    }
+    if t.dropped_by_server > 0 {
+        println!("the server closed {} held connections", t.dropped_by_server);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(connections: u64) -> LoadOptions {
+        LoadOptions {
+            target: "127.0.0.1:7007".parse().unwrap(),
+            connections,
+            rate: Some(10_000),
+            hold: Duration::from_secs(1),
+            message_bytes: 0,
+            interval: Duration::from_secs(1),
+            source_ips: None,
+            churn: None,
+            connect_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(10),
+            processes: None,
+            server_pid: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn shards_cover_the_connections_within_each_fd_limit() {
+        let plans = plan_shards(&options(30_000), &[], 20_000);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans.iter().map(|p| p.connections).sum::<u64>(), 30_000);
+        assert!(plans.iter().all(|p| p.connections <= 20_000 - FDS_RESERVED));
+        assert_eq!(plans[0].rate, Some(5_000));
+        assert_eq!(plan_shards(&options(100), &[], 20_000).len(), 1);
+    }
+
+    #[test]
+    fn shards_start_at_different_source_ips() {
+        let ips: Vec<std::net::IpAddr> = (1..=4)
+            .map(|n| format!("127.0.0.{n}").parse().unwrap())
+            .collect();
+        let mut o = options(4);
+        o.processes = Some(2);
+        let plans = plan_shards(&o, &ips, 20_000);
+        assert_eq!((plans[0].source_offset, plans[1].source_offset), (0, 2));
+    }
+}

@@ -1,0 +1,465 @@
+//! One load process: opens its share of the connections (paced, a bounded
+//! number in flight), holds them, optionally exchanges a message on each at
+//! an interval and checks the echo, or churns (connect, exchange, close,
+//! repeat). Everything it sees is counted in [`ShardCounters`]; the
+//! coordinator reads them every second.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Socket, Type};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpSocket, TcpStream},
+    sync::{Semaphore, watch},
+    time::Instant,
+};
+
+use crate::tools::errno::ErrorCounts;
+
+/// Which side closes each connection in churn mode. The side that closes
+/// first keeps the TIME_WAIT socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseSide {
+    Client,
+    /// The server closes first: use with `echo --close-after-echo`.
+    Server,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardPlan {
+    pub target: SocketAddr,
+    /// Hold mode: connections to open. Churn mode: connections at a time.
+    pub connections: u64,
+    /// Connects per second, `None` = as fast as the server accepts.
+    pub rate: Option<u64>,
+    /// 0 = no messages.
+    pub message_bytes: usize,
+    pub interval: Duration,
+    pub source_ips: Vec<IpAddr>,
+    /// Where this shard starts in `source_ips`, so shards spread over them.
+    pub source_offset: usize,
+    /// Churn mode: who closes, and for how long to churn.
+    pub churn: Option<(CloseSide, Duration)>,
+    pub connect_timeout: Duration,
+    /// Stop ramping when no connection succeeded for this long.
+    pub stall_timeout: Duration,
+}
+
+/// Connects in flight at once per shard: enough to saturate a loopback
+/// server, few enough not to flood its accept queue.
+const IN_FLIGHT: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    pub attempts: AtomicU64,
+    pub connected_total: AtomicU64,
+    pub closed_total: AtomicU64,
+    /// Connections the server closed or reset while we held them.
+    pub dropped_by_server: AtomicU64,
+    pub messages_ok: AtomicU64,
+    /// Echoes that did not match what was sent.
+    pub messages_bad: AtomicU64,
+    pub failures: ErrorCounts,
+    /// 0 ramping, 1 holding, 2 churning, 3 closing, 4 done, 5 stalled.
+    pub phase: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardProgress {
+    pub attempts: u64,
+    pub connected_total: u64,
+    pub closed_total: u64,
+    pub open: u64,
+    pub dropped_by_server: u64,
+    pub messages_ok: u64,
+    pub messages_bad: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub phase: String,
+}
+
+const PHASES: [&str; 6] = ["ramp", "hold", "churn", "closing", "done", "stalled"];
+
+impl ShardCounters {
+    fn set_phase(&self, phase: &str) {
+        let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0);
+        self.phase.store(index as u64, Ordering::Relaxed);
+    }
+
+    pub fn progress(&self) -> ShardProgress {
+        let connected = self.connected_total.load(Ordering::Relaxed);
+        let closed = self.closed_total.load(Ordering::Relaxed);
+        ShardProgress {
+            attempts: self.attempts.load(Ordering::Relaxed),
+            connected_total: connected,
+            closed_total: closed,
+            open: connected.saturating_sub(closed),
+            dropped_by_server: self.dropped_by_server.load(Ordering::Relaxed),
+            messages_ok: self.messages_ok.load(Ordering::Relaxed),
+            messages_bad: self.messages_bad.load(Ordering::Relaxed),
+            failures: self.failures.snapshot(),
+            phase: PHASES[self.phase.load(Ordering::Relaxed) as usize % PHASES.len()].to_owned(),
+        }
+    }
+}
+
+/// Run the plan until done or until `stop` turns true.
+pub async fn run_shard(plan: ShardPlan, counters: Arc<ShardCounters>, stop: watch::Receiver<bool>) {
+    let plan = Arc::new(plan);
+    match plan.churn {
+        Some((close, duration)) => churn(plan, counters, stop, close, duration).await,
+        None => ramp_and_hold(plan, counters, stop).await,
+    }
+}
+
+async fn ramp_and_hold(
+    plan: Arc<ShardPlan>,
+    counters: Arc<ShardCounters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    counters.set_phase("ramp");
+    let (release, hold_signal) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut pacer = Pacer::new(plan.rate);
+    let mut last_success = Instant::now();
+    let mut last_connected = 0;
+    let mut stalled = false;
+    let mut next_source = plan.source_offset;
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let connected = counters.connected_total.load(Ordering::Relaxed);
+        let open = connected - counters.closed_total.load(Ordering::Relaxed);
+        let in_flight = (IN_FLIGHT - permits.available_permits()) as u64;
+        if open >= plan.connections || *stop.borrow() {
+            break;
+        }
+        if connected != last_connected {
+            last_connected = connected;
+            last_success = Instant::now();
+        } else if last_success.elapsed() >= plan.stall_timeout {
+            stalled = true;
+            break;
+        }
+        if open + in_flight >= plan.connections {
+            // Wait for the connects in flight to land.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            _ = stop.changed() => break,
+        };
+        pacer.wait().await;
+        let source = pick_source(&plan.source_ips, &mut next_source);
+        let (plan, counters, hold_signal) = (plan.clone(), counters.clone(), hold_signal.clone());
+        let connect_served = move |plan: &ShardPlan| {
+            let (target, timeout, bytes) = (plan.target, plan.connect_timeout, plan.message_bytes);
+            async move {
+                let mut stream = connect(target, source, timeout).await?;
+                // The kernel completes handshakes for connections still in
+                // the server's accept queue; with messages on, a connection
+                // counts only once the server has answered on it.
+                if bytes > 0 {
+                    match tokio::time::timeout(timeout, exchange(&mut stream, bytes)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => return Err(io::Error::other("echo differs")),
+                        Ok(Err(err)) => return Err(err),
+                        Err(_) => return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+                    }
+                }
+                Ok(stream)
+            }
+        };
+        tasks.spawn(async move {
+            counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let served = connect_served(&plan).await;
+            drop(permit);
+            match served {
+                Ok(stream) => {
+                    counters.connected_total.fetch_add(1, Ordering::Relaxed);
+                    hold_connection(stream, &plan, &counters, hold_signal).await;
+                    counters.closed_total.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => counters.failures.count(&err),
+            }
+        });
+        // Reap finished tasks now and then so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+    // Hold until the coordinator says stop: it starts the hold when every
+    // shard has finished ramping, so all connections are open together.
+    counters.set_phase(if stalled { "stalled" } else { "hold" });
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    counters.set_phase("closing");
+    let _ = release.send(true);
+    while tasks.join_next().await.is_some() {}
+    counters.set_phase(if stalled { "stalled" } else { "done" });
+}
+
+/// Hold one connection until released: exchange a message every interval
+/// when asked to, otherwise just notice if the server drops it.
+async fn hold_connection(
+    mut stream: TcpStream,
+    plan: &ShardPlan,
+    counters: &ShardCounters,
+    mut release: watch::Receiver<bool>,
+) {
+    // Spread the exchanges over the interval instead of all at once.
+    let offset = plan.interval.mul_f64(fastrand_unit());
+    let mut next = Instant::now() + offset;
+    loop {
+        if *release.borrow() {
+            return;
+        }
+        let dropped = if plan.message_bytes > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    next += plan.interval;
+                    match exchange(&mut stream, plan.message_bytes).await {
+                        Ok(true) => { counters.messages_ok.fetch_add(1, Ordering::Relaxed); false }
+                        Ok(false) => { counters.messages_bad.fetch_add(1, Ordering::Relaxed); false }
+                        Err(err) => { counters.failures.count(&err); true }
+                    }
+                }
+                _ = release.changed() => return,
+            }
+        } else {
+            tokio::select! {
+                ready = stream.readable() => match ready.and_then(|()| stream.try_read(&mut [0u8; 64])) {
+                    // EOF: the server closed it.
+                    Ok(0) => true,
+                    // Unsolicited bytes, or a spurious wake-up: keep holding.
+                    Ok(_) => false,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => false,
+                    Err(err) => { counters.failures.count(&err); true }
+                },
+                _ = release.changed() => return,
+            }
+        };
+        if dropped {
+            counters.dropped_by_server.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// Send `bytes` bytes and read them back; `Ok(false)` when the echo differs.
+async fn exchange(stream: &mut TcpStream, bytes: usize) -> io::Result<bool> {
+    let message: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+    stream.write_all(&message).await?;
+    let mut echo = vec![0u8; bytes];
+    stream.read_exact(&mut echo).await?;
+    Ok(echo == message)
+}
+
+async fn churn(
+    plan: Arc<ShardPlan>,
+    counters: Arc<ShardCounters>,
+    stop: watch::Receiver<bool>,
+    close: CloseSide,
+    duration: Duration,
+) {
+    counters.set_phase("churn");
+    let deadline = Instant::now() + duration;
+    let pacer = Arc::new(tokio::sync::Mutex::new(Pacer::new(plan.rate)));
+    let mut loops = tokio::task::JoinSet::new();
+    for index in 0..plan.connections.max(1) {
+        let (plan, counters, pacer, stop) =
+            (plan.clone(), counters.clone(), pacer.clone(), stop.clone());
+        loops.spawn(async move {
+            let mut next_source = plan.source_offset + index as usize;
+            while Instant::now() < deadline && !*stop.borrow() {
+                pacer.lock().await.wait().await;
+                let source = pick_source(&plan.source_ips, &mut next_source);
+                counters.attempts.fetch_add(1, Ordering::Relaxed);
+                let mut stream = match connect(plan.target, source, plan.connect_timeout).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        counters.failures.count(&err);
+                        // Do not spin on a persistent error.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                counters.connected_total.fetch_add(1, Ordering::Relaxed);
+                if let Err(err) = churn_once(&mut stream, &plan, close, &counters).await {
+                    counters.failures.count(&err);
+                }
+                drop(stream);
+                counters.closed_total.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while loops.join_next().await.is_some() {}
+    counters.set_phase("done");
+}
+
+async fn churn_once(
+    stream: &mut TcpStream,
+    plan: &ShardPlan,
+    close: CloseSide,
+    counters: &ShardCounters,
+) -> io::Result<()> {
+    // The server closes after echoing, so it needs something to echo.
+    let bytes = match close {
+        CloseSide::Server => plan.message_bytes.max(1),
+        CloseSide::Client => plan.message_bytes,
+    };
+    if bytes > 0 {
+        if exchange(stream, bytes).await? {
+            counters.messages_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.messages_bad.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if close == CloseSide::Server {
+        // Wait for the server's FIN before closing our side.
+        let mut rest = [0u8; 64];
+        match tokio::time::timeout(plan.connect_timeout, stream.read(&mut rest)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(_)) => return Err(io::Error::other("server sent data instead of closing")),
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(io::Error::other(
+                    "server did not close (start it with `echo --close-after-echo`)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pick_source(ips: &[IpAddr], next: &mut usize) -> Option<IpAddr> {
+    if ips.is_empty() {
+        return None;
+    }
+    let ip = ips[*next % ips.len()];
+    *next = next.wrapping_add(1);
+    Some(ip)
+}
+
+/// A non-blocking connect from `source` (port chosen at connect time, not
+/// at bind: IP_BIND_ADDRESS_NO_PORT, so binding does not reserve a port
+/// for every destination), bounded by `timeout`.
+pub async fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    if let Some(ip) = source {
+        set_bind_address_no_port(&socket)?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    let socket = TcpSocket::from_std_stream(socket.into());
+    match tokio::time::timeout(timeout, socket.connect(target)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+    }
+}
+
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on our own socket with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Paces connects to a rate: the n-th connect is due at start + n / rate.
+struct Pacer {
+    rate: Option<u64>,
+    started: Instant,
+    issued: u64,
+}
+
+impl Pacer {
+    fn new(rate: Option<u64>) -> Pacer {
+        Pacer {
+            rate,
+            started: Instant::now(),
+            issued: 0,
+        }
+    }
+
+    async fn wait(&mut self) {
+        if let Some(rate) = self.rate.filter(|r| *r > 0) {
+            let due = self.started + Duration::from_secs_f64(self.issued as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
+        self.issued += 1;
+    }
+}
+
+/// A number in [0, 1) without a random-number crate: the sub-second clock.
+fn fastrand_unit() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // Scramble the low bits so consecutive calls differ.
+    let mixed = (nanos as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+    mixed as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_rotate() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()];
+        let mut next = 1;
+        let picked: Vec<_> = (0..3)
+            .map(|_| pick_source(&ips, &mut next).unwrap())
+            .collect();
+        assert_eq!(picked, [ips[1], ips[0], ips[1]]);
+        assert_eq!(pick_source(&[], &mut next), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_spreads_connects_over_time() {
+        let mut pacer = Pacer::new(Some(100));
+        let start = Instant::now();
+        for _ in 0..51 {
+            pacer.wait().await;
+        }
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(520), "{elapsed:?}");
+    }
+
+    #[test]
+    fn unit_random_is_in_range() {
+        for _ in 0..100 {
+            let x = fastrand_unit();
+            assert!((0.0..1.0).contains(&x));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Kernel test: TIME_WAIT is counted for the side that closes first. The
+//! echo server is the target; `load --churn` connects, exchanges and closes,
+//! with either side closing first.
+
+mod common;
+
+use std::{process::Stdio, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+/// TIME_WAIT sockets on this box whose remote port is `port` (the client
+/// side of connections to a server on `port`).
+fn client_time_waits(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields[2].rsplit(':').next().unwrap();
+            fields[3] == "06" && u16::from_str_radix(remote_port, 16) == Ok(port)
+        })
+        .count() as u64
+}
+
+/// Churn against an echo server watched by `report`; (report, load's done line).
+fn churn(close: &str) -> (Value, Value) {
+    let mut echo_args = vec!["echo", "--listen", "127.0.0.1:0", "--workers", "1"];
+    if close == "server" {
+        echo_args.push("--close-after-echo");
+    }
+    let mut child = daemon()
+        .args(&echo_args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let echo = ChildGuard { child };
+    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
+    let addr = line.split_whitespace().nth(4).unwrap().to_owned();
+
+    let mut child = daemon()
+        .args([
+            "report",
+            "--json",
+            "--duration",
+            "4s",
+            "--interval",
+            "250ms",
+        ])
+        .args(["--pid", &echo.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let _report = ChildGuard { child };
+    stderr.wait_for(Duration::from_secs(30), "report to attach", |l| {
+        l.contains("attached")
+    });
+    let output = daemon()
+        .args([
+            "load", "--json", "--churn", "--close", close, "--target", &addr,
+        ])
+        .args([
+            "--connections",
+            "4",
+            "--duration",
+            "1500ms",
+            "--rate",
+            "300/s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let done: Value = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "done")
+        .unwrap();
+    let report: Value = serde_json::from_reader(stdout).expect("a JSON report");
+    (report, done)
+}
+
+#[test]
+fn time_wait_stays_with_the_side_that_closes_first() {
+    if !kernel_tests_allowed("TIME_WAIT") {
+        return;
+    }
+    let (report, done) = churn("server");
+    let churned = done["totals"]["closed_total"].as_u64().unwrap();
+    assert!(churned > 100, "{done:#}");
+    assert!(
+        done["totals"]["failures"].as_object().unwrap().is_empty(),
+        "{done:#}"
+    );
+    let tw = &report["time_wait"];
+    assert_eq!(
+        report["connections"]["accepted_total"], churned,
+        "{report:#}"
+    );
+    assert_eq!(
+        tw["entered_total"], churned,
+        "server closed first: {report:#}"
+    );
+    assert_eq!(tw["current"], churned, "{report:#}");
+    assert_eq!(tw["current_source"], "scan", "{report:#}");
+    assert!(tw["per_second"].as_f64().is_some());
+
+    let (report, done) = churn("client");
+    let churned = done["totals"]["closed_total"].as_u64().unwrap();
+    let port: u16 = done["target"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        report["connections"]["accepted_total"], churned,
+        "{report:#}"
+    );
+    assert_eq!(report["connections"]["closed_total"], churned, "{report:#}");
+    assert_eq!(
+        report["time_wait"]["entered_total"], 0,
+        "clients closed first: {report:#}"
+    );
+    assert_eq!(report["time_wait"]["current"], 0, "{report:#}");
+    assert!(
+        client_time_waits(port) >= churned,
+        "the clients keep the TIME_WAIT sockets"
+    );
+}

@@ -1,0 +1,154 @@
+//! End-to-end tests of `c1m-daemon load` against `c1m-daemon echo`, both
+//! run as a user would, on loopback.
+
+mod common;
+
+use std::{process::Stdio, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+fn spawn_echo_args(args: &[&str], prefix: &[&str]) -> (ChildGuard, String) {
+    let mut command = if prefix.is_empty() {
+        daemon()
+    } else {
+        let mut c = std::process::Command::new(prefix[0]);
+        c.args(&prefix[1..]).arg(DAEMON);
+        c
+    };
+    let mut child = command
+        .args(["echo", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning echo");
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let guard = ChildGuard { child };
+    let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
+        l.contains("listening on")
+    });
+    (guard, line)
+}
+
+fn address(line: &str) -> String {
+    line.split_whitespace().nth(4).unwrap().to_owned()
+}
+
+/// Run `load --json` to the end; (exit code, the `done` line).
+fn load(args: &[&str]) -> (Option<i32>, Value) {
+    let output = daemon()
+        .args(["load", "--json"])
+        .args(args)
+        .output()
+        .expect("running load");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let done = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "done")
+        .unwrap_or_else(|| {
+            panic!(
+                "no done line: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    (output.status.code(), done)
+}
+
+#[test]
+fn thirty_thousand_connections_shard_both_sides_and_all_echo() {
+    // Past 20000 fds per process (RLIMIT_NOFILE here) on both sides.
+    let (_echo, line) = spawn_echo_args(&["--connections", "30000"], &[]);
+    assert!(line.contains("workers"), "{line}");
+    let workers: u64 = line
+        .split_whitespace()
+        .nth(8)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    assert!(workers >= 2, "{line}");
+    let (code, done) = load(&[
+        "--target",
+        &address(&line),
+        "--connections",
+        "30000",
+        "--processes",
+        "2",
+        "--message-bytes",
+        "16",
+        "--interval",
+        "2s",
+        "--hold",
+        "3s",
+        "--connect-timeout",
+        "20s",
+    ]);
+    assert_eq!(code, Some(0), "{done:#}");
+    assert_eq!(done["reached"], true, "{done:#}");
+    assert_eq!(done["peak_open"], 30000, "{done:#}");
+    assert_eq!(done["processes"], 2, "{done:#}");
+    let t = &done["totals"];
+    assert!(t["messages_ok"].as_u64().unwrap() >= 30000, "{done:#}");
+    assert_eq!(t["messages_bad"], 0, "{done:#}");
+    assert_eq!(t["dropped_by_server"], 0, "{done:#}");
+    assert_eq!(t["closed_total"], 30000, "{done:#}");
+}
+
+#[test]
+fn a_server_at_its_fd_limit_is_named_as_the_limit() {
+    let (echo, line) = spawn_echo_args(
+        &["--workers", "1"],
+        &["prlimit", "--nofile=1000:1000", "--"],
+    );
+    let (code, done) = load(&[
+        "--target",
+        &address(&line),
+        "--connections",
+        "1500",
+        "--message-bytes",
+        "8",
+        "--hold",
+        "1s",
+        "--connect-timeout",
+        "2s",
+        "--stall-timeout",
+        "3s",
+        "--server-pid",
+        &echo.pid().to_string(),
+    ]);
+    assert_eq!(code, Some(4), "{done:#}");
+    assert_eq!(done["reached"], false, "{done:#}");
+    let peak = done["peak_open"].as_u64().unwrap();
+    // The server holds about 1000: its limit, minus its own fds.
+    assert!((950..=1000).contains(&peak), "{done:#}");
+    let verdict = &done["verdict"];
+    assert_eq!(verdict["side"], "server", "{done:#}");
+    assert_eq!(verdict["limit"], "nofile", "{done:#}");
+    assert_eq!(verdict["errno"], "EMFILE", "{done:#}");
+}
+
+#[test]
+fn load_refuses_bad_input_with_one_clear_line() {
+    let output = daemon()
+        .args([
+            "load",
+            "--target",
+            "127.0.0.1:1",
+            "--source-ips",
+            "127.0.0.x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("127.0.0.2-127.0.0.64"), "{stderr}");
+
+    let output = daemon()
+        .args(["load", "--target", "127.0.0.1:1", "--connections", "3"])
+        .args(["--hold", "100ms", "--stall-timeout", "1s", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""limit":"listener""#), "{stdout}");
+    assert!(stdout.contains("ECONNREFUSED"), "{stdout}");
+}
