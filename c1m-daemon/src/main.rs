@@ -2,6 +2,7 @@
 //! and what stops it? This file only parses the command line, sets up
 //! logging, runs the subcommand and turns its outcome into an exit code.
 
+mod analysis;
 mod api;
 mod cli;
 mod commands;

@@ -2,15 +2,24 @@
 //! scans, its memory. Shared by `report` (one report at the end) and `run`
 //! (a report after every sample).
 
-use std::{collections::VecDeque, time::Instant};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    time::Instant,
+};
 
 use anyhow::Context as _;
 
 use crate::{
+    analysis::{
+        analyze,
+        gather::{GatherContext, gather},
+    },
     ebpf::probes::{AttachMode, Probes},
     model::report::{Context, Report, Sample, build_report},
     system::{
-        memory::{open_fds, pss_bytes, uses_epoll},
+        memory::{open_fds, pss_bytes, thread_count, uses_epoll},
+        netns::enter_netns_of,
+        netstat::{Counters, read_netstat},
         process::TargetProcess,
         slabinfo::read_slabinfo,
         sysctl::read_sysctl_u64,
@@ -29,6 +38,14 @@ pub struct Sampler {
     started: Instant,
     samples: VecDeque<Sample>,
     uses_epoll: bool,
+    fds_by_pid: BTreeMap<u32, u64>,
+    netstat_start: Counters,
+    /// Files the box spends per connection: 1 (the target's), or 2 when the
+    /// clients run on this box too (`selftest`).
+    pub files_per_connection: f64,
+    /// Outbound connections made for the target (the load side in
+    /// `selftest`): (ports per IP, source IPs, destinations, open).
+    pub outbound: Option<(u64, u64, u64, u64)>,
 }
 
 impl Sampler {
@@ -38,6 +55,12 @@ impl Sampler {
         follow_children: bool,
         attach: Option<AttachMode>,
     ) -> anyhow::Result<Sampler> {
+        // Measure a containerised target in its own network namespace.
+        if let Some(first) = named.first()
+            && enter_netns_of(first.tgid)?
+        {
+            log::info!("entered the network namespace of pid {}", first.tgid);
+        }
         let mut probes = Probes::attach(attach, follow_children)?;
         let targets = TargetSet::start(named, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
@@ -47,6 +70,10 @@ impl Sampler {
             started: Instant::now(),
             samples: VecDeque::new(),
             uses_epoll,
+            fds_by_pid: BTreeMap::new(),
+            netstat_start: read_netstat().unwrap_or_default(),
+            files_per_connection: 1.0,
+            outbound: None,
         })
     }
 
@@ -58,16 +85,21 @@ impl Sampler {
             .probes
             .scan_sockets()
             .context("scanning the target's sockets")?;
-        let open_fds = match self.probes.scan_fds().context("counting open files")? {
-            Some(by_pid) => by_pid.values().sum(),
-            None => pids.iter().filter_map(|&p| open_fds(p).ok()).sum(),
+        self.fds_by_pid = match self.probes.scan_fds().context("counting open files")? {
+            Some(by_pid) => by_pid,
+            None => pids
+                .iter()
+                .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
+                .collect(),
         };
+        let open_fds = self.fds_by_pid.values().sum();
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,
             scan,
             user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
             open_fds,
+            threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
@@ -89,7 +121,7 @@ impl Sampler {
             self.sample()?;
         }
         let slabs = read_slabinfo().context("sizing kernel objects")?;
-        Ok(build_report(
+        let mut report = build_report(
             self.samples.make_contiguous(),
             Context {
                 pids: self.targets.pids(),
@@ -99,7 +131,17 @@ impl Sampler {
                 max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),
                 drops: self.probes.read_drops()?,
             },
-        ))
+        );
+        let inputs = gather(&GatherContext {
+            report: &report,
+            fds_by_pid: &self.fds_by_pid,
+            netstat_start: &self.netstat_start,
+            netstat_now: &read_netstat().unwrap_or_default(),
+            files_per_connection: self.files_per_connection,
+            outbound: self.outbound,
+        });
+        report.ceiling = Some(analyze(&inputs));
+        Ok(report)
     }
 
     pub fn elapsed(&self) -> std::time::Duration {

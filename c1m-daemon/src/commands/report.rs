@@ -121,4 +121,10 @@ fn print_summary(r: &Report, target: String) {
     }
     let dropped: u64 = r.drops.values().sum();
     println!("drops        {dropped} {:?}", r.drops);
+    if let Some(ceiling) = &r.ceiling {
+        println!("{}", ceiling.verdict);
+        if let Some(binding) = &ceiling.binding {
+            println!("  remedy: {}", binding.remedy);
+        }
+    }
 }

@@ -181,6 +181,7 @@ fn print_sample(
                 "transitions": delta.named(),
                 "transitions_total": totals.named(),
                 "drops": report.drops,
+                "ceiling": report.ceiling.as_ref().map(|c| &c.verdict),
             })
         );
         return;
@@ -191,8 +192,9 @@ fn print_sample(
         .map(|(name, n)| format!("{name} +{n}"))
         .collect();
     let dropped: u64 = report.drops.values().sum();
+    let ceiling = report.ceiling.as_ref().map_or("", |c| c.verdict.as_str());
     println!(
-        "{:>7.1}s  connections {:<8} ESTABLISHED {:<8} {}{}",
+        "{:>7.1}s  connections {:<8} ESTABLISHED {:<8} {}{}\n          {ceiling}",
         elapsed.as_secs_f64(),
         c.current,
         established,

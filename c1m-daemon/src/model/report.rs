@@ -28,6 +28,8 @@ pub struct Sample {
     /// PSS summed over the target's processes.
     pub user_bytes: u64,
     pub open_fds: u64,
+    /// Threads of all target processes.
+    pub threads: u64,
 }
 
 impl Sample {
@@ -50,6 +52,9 @@ pub struct Report {
     /// Buffer bytes held by all the target's sockets now (from the scan).
     pub kernel_buffers: Option<Buffers>,
     pub drops: BTreeMap<&'static str, u64>,
+    /// Every limit, the connections each allows, and the binding one
+    /// (filled by the sampler, which reads the system's limits).
+    pub ceiling: Option<crate::analysis::Ceiling>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +115,9 @@ pub struct Cost {
     pub fds: Option<f64>,
     /// fds per additional connection (least-squares slope over samples).
     pub fds_marginal: Option<f64>,
+    /// Threads per additional connection (1 for a thread-per-connection
+    /// server, ~0 for an event loop).
+    pub threads_marginal: Option<f64>,
     pub open_fds: u64,
 }
 
@@ -173,6 +181,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
     let fitted = samples_to_fit(samples);
     let fit = fit_line(&points(&fitted, |s| s.user_bytes));
     let fd_fit = fit_line(&points(&fitted, |s| s.open_fds));
+    let thread_fit = fit_line(&points(&fitted, |s| s.threads));
 
     Report {
         target: TargetInfo {
@@ -212,10 +221,12 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             user_marginal_r2: fit.map(|f| f.r2),
             fds: per_connection(last.open_fds),
             fds_marginal: fd_fit.map(|f| f.slope),
+            threads_marginal: thread_fit.map(|f| f.slope),
             open_fds: last.open_fds,
         },
         kernel_buffers: last.scan.as_ref().map(SockScan::buffers),
         drops: ctx.drops,
+        ceiling: None,
     }
 }
 
@@ -365,6 +376,7 @@ pub mod tests {
             scan: None,
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
+            threads: 2,
         }
     }
 
@@ -475,6 +487,7 @@ mod scan_tests {
             scan: Some(scan),
             user_bytes: 0,
             open_fds: 80,
+            threads: 1,
         };
         let ctx = Context {
             pids: vec![1],

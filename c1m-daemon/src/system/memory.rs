@@ -40,6 +40,12 @@ pub fn open_fds(pid: u32) -> Result<u64, TargetError> {
         .map_err(|source| TargetError::Unreadable { pid, source })
 }
 
+/// Threads of a process (`None` once it exited).
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let stat = Process::new(pid as i32).ok()?.stat().ok()?;
+    u64::try_from(stat.num_threads).ok()
+}
+
 /// Whether the process has an epoll instance (then each connection also
 /// costs an epoll item in the kernel). Listing `/proc/<pid>/fd` makes the
 /// kernel build a dentry and inode per entry listed, so only the lowest

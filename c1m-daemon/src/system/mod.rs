@@ -4,8 +4,10 @@
 
 pub mod limits;
 pub mod memory;
+pub mod netns;
 pub mod netstat;
 pub mod privileges;
 pub mod process;
 pub mod slabinfo;
+pub mod sockstat;
 pub mod sysctl;

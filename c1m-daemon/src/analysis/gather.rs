@@ -1,0 +1,182 @@
+//! Reading the limits the analysis needs from the running system, for the
+//! target's processes. Everything unreadable stays `None` (and its limit
+//! is then left out or shown without a count), never zero.
+
+use std::collections::BTreeMap;
+
+use super::limits::{CeilingInputs, ProcessLimits};
+use crate::{
+    model::report::Report,
+    system::{
+        netstat::Counters,
+        sockstat::read_sockstat,
+        sysctl::{read_sysctl_numbers, read_sysctl_u64},
+    },
+};
+
+/// What the caller knows beyond the report.
+pub struct GatherContext<'a> {
+    pub report: &'a Report,
+    /// Open fds per target process (from the fd scan or /proc).
+    pub fds_by_pid: &'a BTreeMap<u32, u64>,
+    /// Kernel counters when sampling started and now, for what moved.
+    pub netstat_start: &'a Counters,
+    pub netstat_now: &'a Counters,
+    /// 1 for the target alone; 2 when both ends are on this box.
+    pub files_per_connection: f64,
+    /// (ports per IP, source IPs, destinations, open) for outbound load.
+    pub outbound: Option<(u64, u64, u64, u64)>,
+}
+
+pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
+    let report = ctx.report;
+    let cost = &report.cost_per_connection;
+    let connections = report.connections.current;
+    let moved = |name: &str| {
+        ctx.netstat_now
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(ctx.netstat_start.get(name).copied().unwrap_or(0))
+    };
+    let sockstat = read_sockstat();
+    let meminfo = {
+        use procfs::Current as _;
+        procfs::Meminfo::current().ok()
+    };
+    let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
+    let outbound = ctx.outbound.or_else(|| {
+        // A target that dials out spends ephemeral ports too.
+        (report.connections.connected_total > 0).then(|| {
+            let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+                .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1);
+            (ports, 1, 1, report.connections.connected_total)
+        })
+    });
+    CeilingInputs {
+        connections,
+        kernel_bytes: (cost.kernel_bytes > 0).then_some(cost.kernel_bytes as f64),
+        user_bytes: cost
+            .user_marginal_bytes
+            .filter(|m| *m > 0.0)
+            .or(cost.user_bytes.map(|b| b as f64)),
+        buffer_bytes: cost.kernel_breakdown.get("buffers").map(|b| *b as f64),
+        fds_per_connection: cost.fds_marginal.filter(|f| *f > 0.5).unwrap_or(1.0),
+        files_per_connection: ctx.files_per_connection,
+        processes: report
+            .target
+            .pids
+            .iter()
+            .filter_map(|&pid| process_limits(pid, ctx.fds_by_pid.get(&pid).copied()))
+            .collect(),
+        nr_open: read_sysctl_u64("fs.nr_open").ok(),
+        files_allocated: file_nr.map(|[allocated, _, _]| allocated),
+        file_max: read_sysctl_u64("fs.file-max").ok(),
+        mem_available: meminfo.as_ref().and_then(|m| m.mem_available),
+        mem_reclaimable_slab: meminfo.as_ref().and_then(|m| m.s_reclaimable),
+        cgroup_memory: report
+            .target
+            .pids
+            .first()
+            .and_then(|&pid| cgroup_memory(pid)),
+        tcp_mem_pages: read_sysctl_numbers::<3>("net.ipv4.tcp_mem").ok(),
+        tcp_mem_used_pages: sockstat.get("TCP.mem").copied(),
+        outbound,
+        tw_max_buckets: report.time_wait.max_buckets,
+        tw_steady_state: report.time_wait.steady_state,
+        tw_current: report.time_wait.current,
+        tw_overflows: moved("TcpExt.TCPTimeWaitOverflow"),
+        conntrack: conntrack(),
+        somaxconn: read_sysctl_u64("net.core.somaxconn").ok(),
+        listen_overflows: moved("TcpExt.ListenOverflows").max(moved("TcpExt.ListenDrops")),
+        orphans: read_sysctl_u64("net.ipv4.tcp_max_orphans")
+            .ok()
+            .map(|max| (max, sockstat.get("TCP.orphan").copied().unwrap_or(0))),
+        threads: threads(cost.threads_marginal),
+    }
+}
+
+fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
+    let process = procfs::process::Process::new(pid as i32).ok()?;
+    let limit = process.limits().ok()?.max_open_files;
+    let value = |v| match v {
+        procfs::process::LimitValue::Value(v) => v,
+        procfs::process::LimitValue::Unlimited => u64::MAX,
+    };
+    Some(ProcessLimits {
+        pid,
+        nofile_soft: value(limit.soft_limit),
+        nofile_hard: value(limit.hard_limit),
+        open_fds: match open_fds {
+            Some(n) => n,
+            None => process.fd_count().ok()? as u64,
+        },
+    })
+}
+
+/// The memory limit of the cgroup `pid` is in: (file, limit, usage), when
+/// one is set (v2 `memory.max`, or v1 `memory.limit_in_bytes`).
+fn cgroup_memory(pid: u32) -> Option<(String, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let candidates: Vec<(String, String)> = if controllers.is_empty() {
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .map(|root| {
+                    (
+                        format!("{root}{path}/memory.max"),
+                        format!("{root}{path}/memory.current"),
+                    )
+                })
+                .collect()
+        } else if controllers.split(',').any(|c| c == "memory") {
+            vec![(
+                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
+                format!("/sys/fs/cgroup/memory{path}/memory.usage_in_bytes"),
+            )]
+        } else {
+            continue;
+        };
+        for (limit_file, usage_file) in candidates {
+            let Ok(limit) = std::fs::read_to_string(&limit_file) else {
+                continue;
+            };
+            // "max" (v2) or a huge number (v1) mean no limit.
+            let Ok(limit) = limit.trim().parse::<u64>() else {
+                continue;
+            };
+            if limit >= 1 << 60 {
+                continue;
+            }
+            let usage = std::fs::read_to_string(&usage_file)
+                .ok()
+                .and_then(|u| u.trim().parse().ok())
+                .unwrap_or(0);
+            return Some((limit_file, limit, usage));
+        }
+    }
+    None
+}
+
+/// Conntrack matters only when it tracks something.
+fn conntrack() -> Option<(u64, u64)> {
+    let max = read_sysctl_u64("net.netfilter.nf_conntrack_max").ok()?;
+    let count = read_sysctl_u64("net.netfilter.nf_conntrack_count").ok()?;
+    (count > 0).then_some((max, count))
+}
+
+fn threads(per_connection: Option<f64>) -> Option<(u64, u64, f64)> {
+    let max = read_sysctl_u64("kernel.threads-max").ok()?;
+    // /proc/loadavg: "0.00 0.01 0.05 1/123 4567": 123 scheduling entities.
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let total = loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((max, total, per_connection.unwrap_or(0.0).max(0.0)))
+}

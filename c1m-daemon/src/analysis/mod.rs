@@ -1,0 +1,9 @@
+//! Where the ceiling comes from: every limit that bounds the target's
+//! connection count, the connections each allows at the measured cost per
+//! connection, and the one that binds first. `limits` is pure arithmetic
+//! over [`CeilingInputs`]; `gather` reads those inputs from the system.
+
+pub mod gather;
+pub mod limits;
+
+pub use limits::{Ceiling, analyze};

@@ -1,0 +1,291 @@
+//! Kernel tests of the ceiling analysis: provoke real limits on loopback
+//! (per-namespace ones inside a network namespace the test creates) and
+//! check the binding limit named is the one that was hit.
+
+mod common;
+
+use std::{
+    net::{TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use serde_json::Value;
+
+fn echo_in(prefix: &[&str], args: &[&str]) -> (ChildGuard, String) {
+    let mut command = Command::new(prefix[0]);
+    command.args(&prefix[1..]).arg(DAEMON);
+    let mut child = command
+        .args(["echo", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let guard = ChildGuard { child };
+    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
+    (guard, line.split_whitespace().nth(4).unwrap().to_owned())
+}
+
+fn report_json(prefix: &[&str], args: &[&str]) -> Value {
+    let mut command = match prefix {
+        [] => daemon(),
+        [first, rest @ ..] => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(DAEMON);
+            c
+        }
+    };
+    let output = command
+        .args(["report", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn binding(report: &Value) -> &Value {
+    &report["ceiling"]["binding"]
+}
+
+#[test]
+fn a_lowered_fd_limit_binds_at_about_its_value() {
+    if !kernel_tests_allowed("nofile ceiling") {
+        return;
+    }
+    let (echo, addr) = echo_in(&["prlimit", "--nofile=1000:1000", "--"], &[]);
+    // Ramp it until it stops accepting.
+    let load = daemon()
+        .args([
+            "load",
+            "--target",
+            &addr,
+            "--connections",
+            "1200",
+            "--message-bytes",
+            "1",
+        ])
+        .args([
+            "--hold",
+            "6s",
+            "--connect-timeout",
+            "1s",
+            "--stall-timeout",
+            "2s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _load = ChildGuard { child: load };
+    std::thread::sleep(Duration::from_secs(4));
+    let report = report_json(
+        &[],
+        &["--duration", "500ms", "--pid", &echo.pid().to_string()],
+    );
+    let held = report["connections"]["current"].as_u64().unwrap();
+    let b = binding(&report);
+    assert_eq!(b["name"], "nofile", "{report:#}");
+    let max = b["max_connections"].as_u64().unwrap() as f64;
+    assert!(held >= 950, "the server held {held}: {report:#}");
+    assert!(
+        (max - held as f64).abs() / (held as f64) < 0.05,
+        "{max} vs {held}: {report:#}"
+    );
+    let verdict = report["ceiling"]["verdict"].as_str().unwrap();
+    assert!(verdict.contains("nofile 1000"), "{verdict}");
+}
+
+/// A listener that never accepts, with a tiny backlog: this test process
+/// is the target.
+#[test]
+fn a_full_accept_queue_binds_as_the_accept_backlog() {
+    if !kernel_tests_allowed("accept backlog") {
+        return;
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(2).unwrap();
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().unwrap();
+    let mut child = daemon()
+        .args(["report", "--json", "--no-children", "--duration", "3s"])
+        .args(["--pid", &std::process::id().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let _report = ChildGuard { child };
+    stderr.wait_for(Duration::from_secs(30), "attach", |l| {
+        l.contains("attached")
+    });
+    // Non-blocking connects: the SYNs beyond the queue are dropped.
+    let clients: Vec<_> = (0..20)
+        .filter_map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&addr.into());
+            Some(s)
+        })
+        .collect();
+    let report: Value = serde_json::from_reader(stdout).unwrap();
+    let b = binding(&report);
+    assert_eq!(b["name"], "accept_backlog", "{report:#}");
+    assert!(
+        b["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("ListenOverflows"),
+        "{report:#}"
+    );
+    drop((clients, listener));
+    let _ = TcpStream::connect(addr);
+}
+
+/// A network namespace for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Netns> {
+        let name = format!("c1m-test-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    fn run(&self, command: &[&str]) {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(command)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command:?} in {}", self.0);
+    }
+
+    fn prefix(&self) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.0]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn narrowed_ports_with_one_source_ip_bind_the_load_side() {
+    if !kernel_tests_allowed("ephemeral ports") {
+        return;
+    }
+    let ns = Netns::new("ports").expect("ip netns add (iproute2, root)");
+    ns.run(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_local_port_range=40000 40099",
+    ]);
+    let (_echo, addr) = echo_in(&ns.prefix(), &[]);
+    let mut load = Command::new("ip");
+    load.args([
+        "netns", "exec", &ns.0, DAEMON, "load", "--json", "--target", &addr,
+    ])
+    .args(["--connections", "300", "--source-ips", "127.0.0.1"])
+    .args(["--hold", "200ms", "--stall-timeout", "2s"]);
+    let output = load.output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let done: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "done")
+        .unwrap();
+    let peak = done["peak_open"].as_u64().unwrap();
+    assert!((95..=100).contains(&peak), "100 ports: {done:#}");
+    assert_eq!(done["verdict"]["limit"], "ephemeral_ports", "{done:#}");
+    assert_eq!(done["verdict"]["side"], "client", "{done:#}");
+    assert!(
+        done["verdict"]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("100 ports"),
+        "{done:#}"
+    );
+}
+
+#[test]
+fn lowered_time_wait_buckets_bind_under_server_close_churn() {
+    if !kernel_tests_allowed("TIME_WAIT buckets") {
+        return;
+    }
+    let ns = Netns::new("tw").expect("ip netns add (iproute2, root)");
+    ns.run(&["sysctl", "-q", "-w", "net.ipv4.tcp_max_tw_buckets=50"]);
+    let (echo, addr) = echo_in(&ns.prefix(), &["--close-after-echo"]);
+    // Run from the host's namespace: c1m enters the target's by itself.
+    let mut command = daemon();
+    command
+        .args(["report", "--json"])
+        .args(["--duration", "4s", "--pid", &echo.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let _report = ChildGuard { child };
+    stderr.wait_for(Duration::from_secs(30), "attach", |l| {
+        l.contains("attached")
+    });
+    ns.run(&[
+        DAEMON,
+        "load",
+        "--churn",
+        "--close",
+        "server",
+        "--target",
+        &addr,
+        "--connections",
+        "4",
+        "--duration",
+        "1s",
+        "--rate",
+        "400/s",
+    ]);
+    let report: Value = serde_json::from_reader(stdout).unwrap();
+    let b = binding(&report);
+    assert_eq!(b["name"], "time_wait_buckets", "{report:#}");
+    assert!(
+        b["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("TCPTimeWaitOverflow"),
+        "{report:#}"
+    );
+    assert!(
+        report["time_wait"]["current"].as_u64().unwrap() <= 50,
+        "{report:#}"
+    );
+}
