@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::{
     analysis::{
-        analyze,
+        CeilingInputs, analyze,
         gather::{GatherContext, gather},
     },
     ebpf::probes::{AttachMode, Probes},
@@ -55,13 +55,14 @@ impl Sampler {
         follow_children: bool,
         attach: Option<AttachMode>,
     ) -> anyhow::Result<Sampler> {
-        // Measure a containerised target in its own network namespace.
+        let mut probes = Probes::attach(attach, follow_children)?;
+        // Measure a containerised target in its own network namespace (the
+        // socket scan walks the namespace of whoever reads it).
         if let Some(first) = named.first()
             && enter_netns_of(first.tgid)?
         {
             log::info!("entered the network namespace of pid {}", first.tgid);
         }
-        let mut probes = Probes::attach(attach, follow_children)?;
         let targets = TargetSet::start(named, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
         Ok(Sampler {
@@ -132,16 +133,21 @@ impl Sampler {
                 drops: self.probes.read_drops()?,
             },
         );
-        let inputs = gather(&GatherContext {
-            report: &report,
+        report.ceiling = Some(analyze(&self.ceiling_inputs(&report)));
+        Ok(report)
+    }
+
+    /// The limits as they stand, for this report (the selftest derives its
+    /// box-wide projections from them).
+    pub fn ceiling_inputs(&self, report: &Report) -> CeilingInputs {
+        gather(&GatherContext {
+            report,
             fds_by_pid: &self.fds_by_pid,
             netstat_start: &self.netstat_start,
             netstat_now: &read_netstat().unwrap_or_default(),
             files_per_connection: self.files_per_connection,
             outbound: self.outbound,
-        });
-        report.ceiling = Some(analyze(&inputs));
-        Ok(report)
+        })
     }
 
     pub fn elapsed(&self) -> std::time::Duration {

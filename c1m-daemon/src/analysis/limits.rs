@@ -92,14 +92,18 @@ const SUPERVISOR_FDS: u64 = 64;
 
 pub fn analyze(i: &CeilingInputs) -> Ceiling {
     let mut limits = vec![
-        nofile(i),
-        nr_open(i),
         file_max(i),
         memory(i),
         tcp_mem(i),
         time_wait_buckets(i),
         accept_backlog(i),
     ];
+    // Without target processes (a projection for the box, where servers
+    // and clients can add processes), per-process fd limits do not bind.
+    if !i.processes.is_empty() {
+        limits.push(nofile(i));
+        limits.push(nr_open(i));
+    }
     limits.extend(cgroup_memory(i));
     limits.extend(ephemeral_ports(i));
     limits.extend(conntrack(i));
@@ -625,6 +629,19 @@ mod tests {
         assert_eq!(find(&c, "conntrack").max_connections, Some(5000));
         assert_eq!(find(&c, "cgroup_memory").max_connections, Some(2000));
         assert_eq!(c.binding.unwrap().name, "cgroup_memory");
+    }
+
+    #[test]
+    fn a_box_projection_has_no_per_process_limits() {
+        let mut i = base();
+        i.processes.clear();
+        let c = analyze(&i);
+        assert!(
+            c.limits
+                .iter()
+                .all(|l| l.name != "nofile" && l.name != "nr_open")
+        );
+        assert_eq!(c.binding.unwrap().name, "file_max");
     }
 
     #[test]

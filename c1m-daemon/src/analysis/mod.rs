@@ -6,4 +6,4 @@
 pub mod gather;
 pub mod limits;
 
-pub use limits::{Ceiling, analyze};
+pub use limits::{Ceiling, CeilingInputs, analyze};

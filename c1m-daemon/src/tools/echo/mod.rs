@@ -68,8 +68,8 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
         );
         let totals = worker::run(listener, options.state_bytes, options.close_after_echo)?;
         eprintln!(
-            "c1m echo: accepted {}, closed {}, errors {:?}",
-            totals.accepted, totals.closed, totals.errors
+            "c1m echo: accepted {}, closed {}, open at exit {}, errors {:?}",
+            totals.accepted, totals.closed, totals.open_at_exit, totals.errors
         );
         return Ok(());
     }

@@ -67,14 +67,15 @@ pub fn run(
             if let Ok((_, _, Some(totals))) = done {
                 sum.accepted += totals.accepted;
                 sum.closed += totals.closed;
+                sum.open_at_exit += totals.open_at_exit;
                 for (name, n) in totals.errors {
                     *sum.errors.entry(name).or_insert(0) += n;
                 }
             }
         }
         eprintln!(
-            "c1m echo: accepted {}, closed {}, errors {:?} ({workers} workers)",
-            sum.accepted, sum.closed, sum.errors
+            "c1m echo: accepted {}, closed {}, open at exit {}, errors {:?} ({workers} workers)",
+            sum.accepted, sum.closed, sum.open_at_exit, sum.errors
         );
         match failure {
             Some(why) => anyhow::bail!("{why}; stopped the other workers"),

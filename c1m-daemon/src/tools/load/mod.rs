@@ -243,7 +243,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
     let mut ramp_done: Option<Duration> = None;
     let mut previous_connected = 0;
     let mut stopping = false;
-    let mut servers_full = Vec::new();
+    let mut verdict = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {},
@@ -257,12 +257,30 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
         // mode has no ramp: its duration is the shards' business).
         if ramp_done.is_none() && totals.ramped_shards == shards.count() {
             ramp_done = Some(started.elapsed());
-            // Look at the server while the connections are still open.
-            if totals.open < options.connections {
-                servers_full = options
-                    .server_pid
-                    .map(servers_at_fd_limit)
-                    .unwrap_or_default();
+            // Diagnose now, while the connections (and the server's fds)
+            // are still open.
+            if options.churn.is_none() && peak_open < options.connections {
+                verdict = diagnose(&Evidence {
+                    failures: totals.failures.clone(),
+                    stalled: totals.stalled_shards > 0,
+                    client_nofile: nofile,
+                    ports_per_ip: ports,
+                    source_ips: source_ips.len(),
+                    servers_at_fd_limit: options
+                        .server_pid
+                        .map(servers_at_fd_limit)
+                        .unwrap_or_default(),
+                    listen_overflows: listen_overflows().saturating_sub(overflows_before),
+                });
+            }
+            if options.json {
+                println!(
+                    "{}",
+                    json!({"event": "ramped", "elapsed_ms": started.elapsed().as_millis() as u64,
+                           "open": totals.open, "target": options.connections,
+                           "reached": peak_open >= options.connections,
+                           "failures": totals.failures, "verdict": verdict})
+                );
             }
         }
         if let Some(ramped) = ramp_done
@@ -284,19 +302,9 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
     let totals = shards.totals();
     let ramp_seconds = ramp_done.unwrap_or(started.elapsed()).as_secs_f64();
     let reached = options.churn.is_none() && peak_open >= options.connections;
-    let verdict = if reached {
-        None
-    } else {
-        diagnose(&Evidence {
-            failures: totals.failures.clone(),
-            stalled: totals.stalled_shards > 0,
-            client_nofile: nofile,
-            ports_per_ip: ports,
-            source_ips: source_ips.len(),
-            servers_at_fd_limit: servers_full,
-            listen_overflows: listen_overflows().saturating_sub(overflows_before),
-        })
-    };
+    if reached {
+        verdict = None;
+    }
     Ok(LoadOutcome {
         target: options.target,
         requested: options.connections,
