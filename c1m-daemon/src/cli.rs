@@ -51,6 +51,36 @@ pub enum Command {
     /// short it names the errno, the limit behind it and the side (client,
     /// server, box), and exits with code 4.
     Load(LoadArgs),
+    /// Ramp the bundled echo server as far as this box allows: starts it,
+    /// makes it the target, ramps `load` in steps while sampling its cost,
+    /// and prints a verdict: reached N or stopped at M because of which
+    /// limit on which side; cost per connection of both sides; the ceiling
+    /// projected for the box. The report is served at --listen meanwhile.
+    /// Exit code 4 when it stopped short of N.
+    Selftest(SelftestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Connections to ramp to (default: what this box's memory should hold,
+    /// about 70% of MemAvailable at ~12 KiB per connection, both ends).
+    #[arg(long, value_name = "N")]
+    pub connections: Option<u64>,
+    /// Connects per second (default: as fast as the server accepts).
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<u64>,
+    /// Steps of the ramp (costs are sampled at each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub steps: u64,
+    /// Also write the verdict and measurements as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<std::path::PathBuf>,
+    /// Where to serve the report during the run.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Give up the ramp after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub max_duration: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use crate::{
     model::report::Report,
     system::{
         netstat::Counters,
+        privileges::Privileges,
         sockstat::read_sockstat,
         sysctl::{read_sysctl_numbers, read_sysctl_u64},
     },
@@ -72,6 +73,12 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         nr_open: read_sysctl_u64("fs.nr_open").ok(),
         files_allocated: file_nr.map(|[allocated, _, _]| allocated),
         file_max: read_sysctl_u64("fs.file-max").ok(),
+        file_max_exempt: !report.target.pids.is_empty()
+            && report
+                .target
+                .pids
+                .iter()
+                .all(|&pid| Privileges::of_process(pid).is_some_and(|p| p.cap_sys_admin)),
         mem_available: meminfo.as_ref().and_then(|m| m.mem_available),
         mem_reclaimable_slab: meminfo.as_ref().and_then(|m| m.s_reclaimable),
         cgroup_memory: report

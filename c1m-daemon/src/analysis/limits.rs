@@ -64,6 +64,9 @@ pub struct CeilingInputs {
     /// fs.file-nr: allocated, and fs.file-max.
     pub files_allocated: Option<u64>,
     pub file_max: Option<u64>,
+    /// The kernel does not apply fs.file-max to processes with
+    /// CAP_SYS_ADMIN: true when every target process has it.
+    pub file_max_exempt: bool,
     pub mem_available: Option<u64>,
     pub mem_reclaimable_slab: Option<u64>,
     /// (source file, limit bytes, usage bytes) of the target's cgroup.
@@ -274,16 +277,23 @@ fn file_max(i: &CeilingInputs) -> Limit {
         l.value = Some(max as f64);
         l.used = Some(allocated as f64);
         l.per_connection = Some(i.files_per_connection);
-        l.max_connections = allowed(
-            i.connections,
-            max as f64 - allocated as f64,
-            i.files_per_connection,
-        );
-        l.explanation = format!(
-            "the box-wide file handle limit, fs.file-max {} (processes with CAP_SYS_ADMIN \
-             may exceed it)",
-            human_count(max)
-        );
+        if i.file_max_exempt {
+            l.explanation = format!(
+                "fs.file-max {} does not apply: the kernel lets processes with CAP_SYS_ADMIN \
+                 (root) exceed it",
+                human_count(max)
+            );
+        } else {
+            l.max_connections = allowed(
+                i.connections,
+                max as f64 - allocated as f64,
+                i.files_per_connection,
+            );
+            l.explanation = format!(
+                "the box-wide file handle limit, fs.file-max {}",
+                human_count(max)
+            );
+        }
         l.remedy = format!("sysctl -w fs.file-max={}", max * 2);
     }
     l

@@ -40,6 +40,8 @@ pub struct DaemonInfo {
 pub struct Snapshot {
     pub report: Option<Arc<Report>>,
     pub daemon: Option<DaemonInfo>,
+    /// Ramp progress while `selftest` runs.
+    pub selftest: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +49,8 @@ struct ReportWithDaemon<'a> {
     #[serde(flatten)]
     report: &'a Report,
     daemon: &'a Option<DaemonInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selftest: &'a Option<serde_json::Value>,
 }
 
 pub fn router(latest: watch::Receiver<Snapshot>) -> Router {
@@ -75,6 +79,7 @@ fn report(snapshot: Snapshot) -> Response {
         Some(report) => Json(ReportWithDaemon {
             report,
             daemon: &snapshot.daemon,
+            selftest: &snapshot.selftest,
         })
         .into_response(),
         None => error(
@@ -131,6 +136,7 @@ mod tests {
         publish.send_replace(Snapshot {
             report: Some(Arc::new(sample_report())),
             daemon: None,
+            selftest: None,
         });
         let (status, content_type, body) = get(router(latest), "/api/v1/report").await;
         assert_eq!(status, StatusCode::OK);

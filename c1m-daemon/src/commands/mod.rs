@@ -30,6 +30,17 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             close_after_echo: args.close_after_echo,
         })
         .map(|()| ExitCode::SUCCESS),
+        Command::Selftest(args) => {
+            crate::tools::selftest::run(crate::tools::selftest::SelftestOptions {
+                connections: args.connections,
+                rate: args.rate,
+                steps: args.steps,
+                json_path: args.json.clone(),
+                listen: args.listen,
+                max_duration: args.max_duration,
+                interval: std::time::Duration::from_secs(1),
+            })
+        }
         Command::Load(args) => match &args.shard_plan {
             Some(plan) => crate::tools::load::run_as_shard(plan),
             None => crate::tools::load::run(args.options()?),

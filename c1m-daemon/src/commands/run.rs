@@ -99,6 +99,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         publish.send_replace(Snapshot {
             report: Some(Arc::new(report)),
             daemon: Some(daemon_info(&sampler, args, samples_taken)),
+            selftest: None,
         });
         previous = totals;
         if stop {

@@ -32,6 +32,13 @@ impl Privileges {
         Privileges::from_mask(euid, cap_eff)
     }
 
+    /// Another process's privileges (`None` once it exited).
+    pub fn of_process(pid: u32) -> Option<Privileges> {
+        let process = procfs::process::Process::new(pid as i32).ok()?;
+        let status = process.status().ok()?;
+        Some(Privileges::from_mask(status.euid, status.capeff))
+    }
+
     pub fn from_mask(euid: u32, cap_eff: u64) -> Privileges {
         let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
         Privileges {

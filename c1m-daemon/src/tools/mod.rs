@@ -4,3 +4,4 @@
 pub mod echo;
 pub mod errno;
 pub mod load;
+pub mod selftest;

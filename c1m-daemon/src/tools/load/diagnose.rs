@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Client,
@@ -25,13 +25,13 @@ impl std::fmt::Display for Side {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub side: Side,
     /// The errno that showed it, when one did.
     pub errno: Option<String>,
     /// The limit's short name, as the ceiling analysis names it.
-    pub limit: &'static str,
+    pub limit: String,
     pub explanation: String,
 }
 
@@ -62,7 +62,7 @@ pub fn diagnose(e: &Evidence) -> Option<Verdict> {
         return Some(Verdict {
             side: Side::Server,
             errno: Some("EMFILE".into()),
-            limit: "nofile",
+            limit: "nofile".into(),
             explanation: format!(
                 "the server (pid {}) holds {} fds of its limit of {} (RLIMIT_NOFILE): it \
                  cannot accept more (accept() fails with EMFILE), so new connections wait in \
@@ -76,10 +76,10 @@ pub fn diagnose(e: &Evidence) -> Option<Verdict> {
         .iter()
         .max_by_key(|(_, n)| **n)
         .map(|(name, _)| name.as_str());
-    let verdict = |side, errno: &str, limit, explanation: String| Verdict {
+    let verdict = |side, errno: &str, limit: &str, explanation: String| Verdict {
         side,
         errno: Some(errno.to_owned()),
-        limit,
+        limit: limit.to_owned(),
         explanation,
     };
     let verdict = match top {
@@ -157,7 +157,7 @@ pub fn diagnose(e: &Evidence) -> Option<Verdict> {
         None if e.stalled => Verdict {
             side: Side::Server,
             errno: None,
-            limit: "unknown",
+            limit: "unknown".into(),
             explanation: "connections stopped completing without an error".into(),
         },
         None => return None,
@@ -191,7 +191,7 @@ mod tests {
         ];
         for (errno, side, limit) in cases {
             let v = diagnose(&with_failure(errno)).unwrap();
-            assert_eq!((v.side, v.limit), (side, limit), "{errno}");
+            assert_eq!((v.side, v.limit.as_str()), (side, limit), "{errno}");
             assert_eq!(v.errno.as_deref(), Some(errno));
         }
     }
@@ -205,7 +205,7 @@ mod tests {
             nofile_soft: 1000,
         });
         let v = diagnose(&e).unwrap();
-        assert_eq!((v.side, v.limit), (Side::Server, "nofile"));
+        assert_eq!((v.side, v.limit.as_str()), (Side::Server, "nofile"));
         assert!(v.explanation.contains("pid 42"));
         assert!(v.explanation.contains("EMFILE"));
     }

@@ -1,0 +1,506 @@
+//! `c1m-daemon selftest`: the bundled echo server as the target, the load
+//! generator ramping it in steps, c1m's probes sampling it at each step,
+//! and a verdict: how far this box went, what stopped it, what one
+//! connection costs, and the ceiling projected for the box.
+//!
+//! Every process it starts (echo workers, load shards) dies with it: they
+//! are its children with PR_SET_PDEATHSIG, are signalled by pid on stop,
+//! and are killed when their handles drop.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    process::{ExitCode, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+use super::load::{diagnose::Verdict, source_ips::auto_source_ips};
+use crate::{
+    analysis::{Ceiling, analyze},
+    api::{self, Snapshot},
+    commands::EXIT_LIMIT_HIT,
+    model::report::Report,
+    sampling::Sampler,
+    system::{
+        memory::pss_bytes, process::TargetProcess, process::descendants,
+        sysctl::read_sysctl_numbers,
+    },
+};
+
+pub struct SelftestOptions {
+    pub connections: Option<u64>,
+    pub rate: Option<u64>,
+    pub steps: u64,
+    pub json_path: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub max_duration: Duration,
+    pub interval: Duration,
+}
+
+/// What one connection is budgeted at when choosing the default N, for
+/// both ends on this box: ~3.7 KiB of kernel objects and ~1.2 KiB of
+/// userspace per end, plus slack.
+const BUDGET_PER_CONNECTION: u64 = 12 * 1024;
+
+/// A default N this box can plausibly reach: 70% of the memory budget at
+/// the budgeted cost, rounded down to 10,000, between 1,000 and 4,000,000.
+pub fn default_connections(mem_available: u64, reclaimable_slab: u64) -> u64 {
+    let budget = mem_available.saturating_sub(reclaimable_slab) as f64 * 0.7;
+    let n = (budget / BUDGET_PER_CONNECTION as f64) as u64 / 10_000 * 10_000;
+    n.clamp(1_000, 4_000_000)
+}
+
+/// Connections of step `k` (1-based) of `steps` towards `n`.
+pub fn step_size(n: u64, steps: u64, k: u64) -> u64 {
+    n * k / steps - n * (k - 1) / steps
+}
+
+/// Source IPs for each step, disjoint, so later steps do not compete with
+/// earlier ones for ports: `127.0.0.a-127.0.0.b`.
+fn step_source_ips(n: u64, steps: u64, k: u64, ports: u64) -> String {
+    let per_step = auto_source_ips(Ipv4Addr::LOCALHOST.into(), n.div_ceil(steps), ports)
+        .len()
+        .max(1) as u32;
+    let base = u32::from(Ipv4Addr::new(127, 0, 0, 0)) + 1 + (k as u32 - 1) * per_step;
+    format!(
+        "{}-{}",
+        Ipv4Addr::from(base),
+        Ipv4Addr::from(base + per_step - 1)
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub step: u64,
+    pub steps: u64,
+    pub target: u64,
+    pub established: u64,
+    pub rate_per_second: u64,
+    pub failures: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub requested: u64,
+    pub reached: u64,
+    pub complete: bool,
+    pub seconds: f64,
+    pub ramp_rate: f64,
+    /// Why the ramp stopped short, from the load side's diagnosis.
+    pub stopped_by: Option<Verdict>,
+    pub interrupted: bool,
+    pub echo_pid: u32,
+    pub echo_workers: u64,
+    pub load_processes: u64,
+    pub server_cost: Value,
+    /// Userspace bytes per connection of the load side (its kernel objects
+    /// are the same kinds as the server's).
+    pub load_user_bytes: Option<u64>,
+    /// Ceiling of the echo server as it ran (its processes' limits).
+    pub server_ceiling: Option<Ceiling>,
+    /// Projected for this box, processes added as needed: both ends local.
+    pub box_ceiling_both_ends: Ceiling,
+    /// ... and the server alone (clients elsewhere).
+    pub box_ceiling_server_only: Ceiling,
+    pub verdict: String,
+    pub report: Report,
+}
+
+pub fn run(options: SelftestOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(selftest(&options))?;
+    println!("{}", outcome.verdict);
+    if let Some(path) = &options.json_path {
+        let text = serde_json::to_string_pretty(&outcome)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("(written to {})", path.display());
+    }
+    Ok(if outcome.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_LIMIT_HIT)
+    })
+}
+
+/// A child process of the selftest with its stdout lines.
+struct Started {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+fn spawn_self(args: &[String]) -> anyhow::Result<Started> {
+    let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    // SAFETY: only prctl between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting c1m-daemon {}", args.join(" ")))?;
+    let stdout = child.stdout.take().expect("piped");
+    Ok(Started {
+        child,
+        lines: BufReader::new(stdout).lines(),
+    })
+}
+
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+}
+
+async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
+    let n = match options.connections {
+        Some(n) => n,
+        None => {
+            use procfs::Current as _;
+            let m = procfs::Meminfo::current().context("reading /proc/meminfo")?;
+            default_connections(
+                m.mem_available.unwrap_or(m.mem_free),
+                m.s_reclaimable.unwrap_or(0),
+            )
+        }
+    };
+    let steps = options.steps.clamp(1, n);
+    let listener = api::bind(options.listen).await?;
+    let api_addr = listener.local_addr()?;
+
+    // The echo server, planned for N.
+    let mut echo = spawn_self(&[
+        "echo".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--connections".into(),
+        n.to_string(),
+    ])?;
+    let line = tokio::time::timeout(Duration::from_secs(30), echo.lines.next_line())
+        .await
+        .context("the echo server did not start within 30 s")??
+        .context("the echo server exited at start")?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (Some(addr), Some(pid)) = (
+        words.get(4).and_then(|a| a.parse::<SocketAddr>().ok()),
+        words
+            .get(6)
+            .and_then(|p| p.trim_end_matches(')').parse::<u32>().ok()),
+    ) else {
+        bail!("unexpected first line from the echo server: {line:?}");
+    };
+    let echo_workers = words.get(8).and_then(|k| k.parse().ok()).unwrap_or(1);
+
+    let mut sampler = Sampler::start(vec![TargetProcess::resolve(pid)?], true, None)?;
+    sampler.files_per_connection = 2.0;
+    let (publish, latest) = watch::channel(Snapshot::default());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, api::router(latest)).await;
+    });
+    eprintln!(
+        "c1m selftest: ramping the echo server (pid {pid}, {echo_workers} worker(s), {addr}) to {} \
+         connections in {steps} steps; dashboard at http://{api_addr}/; Ctrl-C stops",
+        crate::analysis::limits::human_count(n)
+    );
+
+    let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+        .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1);
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + options.max_duration;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut ticker = tokio::time::interval(options.interval);
+    let mut loads: Vec<Started> = Vec::new();
+    let mut held = 0u64;
+    let mut ramp_seconds = 0.0;
+    let mut stopped_by = None;
+    let mut interrupted = false;
+    let mut progress = Progress {
+        phase: "ramp",
+        step: 0,
+        steps,
+        target: n,
+        established: 0,
+        rate_per_second: 0,
+        failures: Default::default(),
+    };
+    let publish_report = |sampler: &mut Sampler, progress: &Progress| -> anyhow::Result<()> {
+        sampler.sample()?;
+        let report = sampler.report()?;
+        publish.send_replace(Snapshot {
+            report: Some(Arc::new(report)),
+            daemon: None,
+            selftest: Some(serde_json::to_value(progress)?),
+        });
+        Ok(())
+    };
+
+    'steps: for k in 1..=steps {
+        let size = step_size(n, steps, k);
+        progress.step = k;
+        let mut args: Vec<String> = [
+            "load",
+            "--json",
+            "--target",
+            &addr.to_string(),
+            "--connections",
+            &size.to_string(),
+            "--message-bytes",
+            "1",
+            "--interval",
+            "1h",
+            "--hold",
+            "24h",
+            "--stall-timeout",
+            "10s",
+            "--server-pid",
+            &pid.to_string(),
+            "--source-ips",
+            &step_source_ips(n, steps, k, ports),
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        if let Some(rate) = options.rate {
+            args.extend(["--rate".to_owned(), rate.to_string()]);
+        }
+        loads.push(spawn_self(&args)?);
+        let load = loads.last_mut().expect("just pushed");
+        loop {
+            tokio::select! {
+                line = load.lines.next_line() => {
+                    let Ok(Some(line)) = line else {
+                        stopped_by = None;
+                        break 'steps;
+                    };
+                    let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+                    let open = event["open"].as_u64().unwrap_or(0);
+                    progress.established = held + open;
+                    if let Some(rate) = event["rate_per_second"].as_u64() {
+                        progress.rate_per_second = rate;
+                    }
+                    if let Some(f) = event["failures"].as_object() {
+                        progress.failures = f.clone();
+                    }
+                    if event["event"] == "ramped" {
+                        held += open;
+                        ramp_seconds += event["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+                        progress.established = held;
+                        if event["reached"] != true {
+                            stopped_by = serde_json::from_value(event["verdict"].clone()).ok();
+                            break 'steps;
+                        }
+                        break;
+                    }
+                }
+                _ = ticker.tick() => {
+                    publish_report(&mut sampler, &progress)?;
+                    eprintln!(
+                        "  step {k}/{steps}: {} of {} open, {}/s, failures {:?}",
+                        progress.established, n, progress.rate_per_second, progress.failures
+                    );
+                }
+                _ = sigint.recv() => { interrupted = true; break 'steps; }
+                _ = sigterm.recv() => { interrupted = true; break 'steps; }
+                _ = tokio::time::sleep_until(deadline) => { interrupted = true; break 'steps; }
+            }
+        }
+        // Settle: two samples at this step for the marginal-cost fit.
+        for _ in 0..2 {
+            ticker.tick().await;
+            publish_report(&mut sampler, &progress)?;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    progress.phase = "done";
+    publish_report(&mut sampler, &progress)?;
+    let report = sampler.report()?;
+
+    // The load side's own memory, measured before it lets go.
+    let load_pids: Vec<u32> = loads
+        .iter()
+        .filter_map(|l| l.child.id())
+        .flat_map(|pid| std::iter::once(pid).chain(descendants(pid).into_iter().map(|(c, _)| c)))
+        .collect();
+    let load_user: u64 = load_pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum();
+    let load_user_bytes = (held > 0).then(|| load_user / held);
+
+    for load in &loads {
+        terminate(&load.child);
+    }
+    for load in &mut loads {
+        let _ = tokio::time::timeout(Duration::from_secs(30), load.child.wait()).await;
+    }
+    terminate(&echo.child);
+    let _ = tokio::time::timeout(Duration::from_secs(30), echo.child.wait()).await;
+
+    let inputs = sampler.ceiling_inputs(&report);
+    let mut server_only = inputs.clone();
+    server_only.processes.clear();
+    server_only.files_per_connection = 1.0;
+    let mut both = server_only.clone();
+    both.files_per_connection = 2.0;
+    if let (Some(kernel), Some(user)) = (both.kernel_bytes, both.user_bytes) {
+        both.kernel_bytes = Some(kernel * 2.0);
+        both.user_bytes = Some(user + load_user_bytes.unwrap_or(0) as f64);
+    }
+    let box_both = analyze(&both);
+    let box_server = analyze(&server_only);
+    let complete = held >= n && !interrupted;
+    let verdict = verdict_text(
+        n,
+        held,
+        seconds,
+        ramp_seconds,
+        interrupted,
+        stopped_by.as_ref(),
+        &report,
+        load_user_bytes,
+        &box_both,
+        &box_server,
+    );
+    Ok(Outcome {
+        requested: n,
+        reached: held,
+        complete,
+        seconds,
+        ramp_rate: held as f64 / ramp_seconds.max(1e-3),
+        stopped_by,
+        interrupted,
+        echo_pid: pid,
+        echo_workers,
+        load_processes: load_pids.len() as u64,
+        server_cost: serde_json::to_value(&report.cost_per_connection)?,
+        load_user_bytes,
+        server_ceiling: report.ceiling.clone(),
+        box_ceiling_both_ends: box_both,
+        box_ceiling_server_only: box_server,
+        verdict,
+        report,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verdict_text(
+    n: u64,
+    held: u64,
+    seconds: f64,
+    ramp_seconds: f64,
+    interrupted: bool,
+    stopped_by: Option<&Verdict>,
+    report: &Report,
+    load_user_bytes: Option<u64>,
+    both: &Ceiling,
+    server: &Ceiling,
+) -> String {
+    use crate::analysis::limits::human_count;
+    use bytesize::ByteSize;
+    let mut lines = Vec::new();
+    let rate = held as f64 / ramp_seconds.max(1e-3);
+    lines.push(if held >= n && !interrupted {
+        format!(
+            "Reached {} connections in {seconds:.0} s (ramping at {rate:.0}/s): the echo server and this box held them all.",
+            human_count(n)
+        )
+    } else if let Some(v) = stopped_by {
+        format!(
+            "Stopped at {} of {} connections after {seconds:.0} s: {} on the {} ({}): {}.",
+            human_count(held),
+            human_count(n),
+            v.limit,
+            v.side,
+            v.errno.as_deref().unwrap_or("no errno"),
+            v.explanation
+        )
+    } else {
+        format!(
+            "Stopped at {} of {} connections after {seconds:.0} s ({}).",
+            human_count(held),
+            human_count(n),
+            if interrupted { "interrupted or out of time" } else { "the load ended" }
+        )
+    });
+    let c = &report.cost_per_connection;
+    lines.push(format!(
+        "Echo server, per connection: kernel {}, userspace {}, {:.2} fds. Load side: userspace {} (kernel: the same socket objects).",
+        ByteSize(c.kernel_bytes),
+        ByteSize(c.user_marginal_bytes.unwrap_or(c.user_bytes.unwrap_or(0) as f64).max(0.0) as u64),
+        c.fds_marginal.or(c.fds).unwrap_or(0.0),
+        load_user_bytes.map_or("unknown".into(), |b| ByteSize(b).to_string())
+    ));
+    let projected = |c: &Ceiling| match &c.binding {
+        Some(b) => format!(
+            "{} ({})",
+            b.max_connections.map_or("being hit".into(), human_count),
+            b.name
+        ),
+        None => "unknown".into(),
+    };
+    lines.push(format!(
+        "Projected for this box: {} with both ends local, {} for the server alone.",
+        projected(both),
+        projected(server)
+    ));
+    if let Some(ceiling) = &report.ceiling {
+        lines.push(format!("Echo server as configured: {}", ceiling.verdict));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_n_follows_memory() {
+        // 24 GiB: well over a million.
+        let n = default_connections(24 << 30, 0);
+        assert!((1_000_000..2_000_000).contains(&n), "{n}");
+        assert_eq!(n % 10_000, 0);
+        assert_eq!(default_connections(0, 0), 1_000);
+        assert_eq!(default_connections(1 << 50, 0), 4_000_000);
+    }
+
+    #[test]
+    fn steps_add_up_to_n() {
+        let total: u64 = (1..=7).map(|k| step_size(1000, 7, k)).sum();
+        assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn step_source_ips_are_disjoint_ranges() {
+        assert_eq!(
+            step_source_ips(1_000_000, 10, 1, 28_232),
+            "127.0.0.1-127.0.0.15"
+        );
+        assert_eq!(
+            step_source_ips(1_000_000, 10, 2, 28_232),
+            "127.0.0.16-127.0.0.30"
+        );
+        assert_eq!(step_source_ips(3000, 3, 3, 28_232), "127.0.0.3-127.0.0.3");
+    }
+}

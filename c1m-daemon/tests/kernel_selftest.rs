@@ -1,0 +1,72 @@
+//! Kernel test of `c1m-daemon selftest` at a small scale: it ramps its own
+//! echo server, prints a verdict, writes the JSON, and leaves nothing
+//! running.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn a_small_selftest_reaches_its_target_with_a_verdict_and_cleans_up() {
+    if !kernel_tests_allowed("selftest") {
+        return;
+    }
+    let json_path = std::env::temp_dir().join(format!("c1m-selftest-{}.json", std::process::id()));
+    let output = daemon()
+        .args(["selftest", "--connections", "3000", "--steps", "3"])
+        .args(["--listen", "127.0.0.1:0", "--max-duration", "2m"])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Reached 3,000 connections"), "{stdout}");
+    assert!(stdout.contains("Projected for this box"), "{stdout}");
+    assert!(
+        stderr.contains("step 3/3") || stderr.contains("ramping"),
+        "{stderr}"
+    );
+
+    let outcome: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json_path);
+    assert_eq!(outcome["complete"], true, "{outcome:#}");
+    assert_eq!(outcome["reached"], 3000, "{outcome:#}");
+    assert!(outcome["ramp_rate"].as_f64().unwrap() > 0.0);
+    assert!(
+        outcome["server_cost"]["kernel_bytes"].as_u64().unwrap() > 1000,
+        "{outcome:#}"
+    );
+    let marginal = outcome["server_cost"]["user_marginal_bytes"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (100.0..8192.0).contains(&marginal),
+        "echo's own cost per connection: {marginal}"
+    );
+    assert!(outcome["load_user_bytes"].as_u64().unwrap() > 0);
+    for projection in ["box_ceiling_both_ends", "box_ceiling_server_only"] {
+        let binding = &outcome[projection]["binding"];
+        assert!(
+            binding["max_connections"].as_u64().unwrap() > 3000,
+            "{outcome:#}"
+        );
+    }
+    assert_eq!(
+        outcome["report"]["connections"]["accepted_total"], 3000,
+        "{outcome:#}"
+    );
+
+    // The echo server and its workers are gone.
+    let echo = outcome["echo_pid"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{echo}")).exists(),
+        "echo {echo} still runs"
+    );
+}
