@@ -4,7 +4,10 @@
 //! kernel runs the program once per object during the read) and reads the
 //! sums back.
 
-use std::{collections::BTreeMap, io::Read as _};
+use std::{
+    collections::BTreeMap,
+    io::{ErrorKind, Read as _},
+};
 
 use aya::{
     Ebpf,
@@ -85,9 +88,17 @@ fn run_iterator(ebpf: &mut Ebpf, program: &'static str) -> Result<(), ProbeError
     let link_id = iter.attach().map_err(|e| fail(describe(e)))?;
     let link = iter.take_link(link_id).map_err(|e| fail(describe(e)))?;
     let mut file = link.into_file().map_err(|e| fail(describe(e)))?;
-    // The programs write nothing; the read drives the walk.
-    let mut sink = Vec::new();
-    file.read_to_end(&mut sink)
-        .map_err(|e| fail(format!("reading the iterator: {e}")))?;
-    Ok(())
+    // The programs write nothing; the read drives the walk. A read that
+    // visits a million objects without output returns EAGAIN so the reader
+    // may pause (the kernel's MAX_ITER_OBJECTS); the next read continues
+    // where it stopped.
+    let mut buf = [0u8; 4096];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(fail(format!("reading the iterator: {e}"))),
+        }
+    }
 }
