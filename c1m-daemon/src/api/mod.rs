@@ -17,6 +17,10 @@ use tokio::sync::watch;
 
 use crate::model::report::Report;
 
+mod assets;
+mod events;
+mod metrics;
+
 /// What c1m itself is doing, shown next to the report so a reader knows
 /// how far to trust it.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +58,11 @@ struct ReportWithDaemon<'a> {
 }
 
 pub fn router(latest: watch::Receiver<Snapshot>) -> Router {
+    let for_report = latest.clone();
+    let for_events = latest.clone();
     Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{*path}", get(assets::asset))
         .route(
             "/api/v1/health",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -62,16 +70,56 @@ pub fn router(latest: watch::Receiver<Snapshot>) -> Router {
         .route(
             "/api/v1/report",
             get(move || {
-                let snapshot = latest.borrow().clone();
+                let snapshot = for_report.borrow().clone();
                 async move { report(snapshot) }
+            }),
+        )
+        .route(
+            "/api/v1/events",
+            get(move || {
+                let latest = for_events.clone();
+                async move { events::events(latest) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let snapshot = latest.borrow().clone();
+                async move { metrics_response(&snapshot) }
             }),
         )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such route; the API serves GET /api/v1/report and /api/v1/health",
+                "no such route; the API serves GET /, /api/v1/report, /api/v1/events, \
+                 /api/v1/health and /metrics",
             )
         })
+}
+
+fn metrics_response(snapshot: &Snapshot) -> Response {
+    match metrics::render(snapshot) {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics"),
+    }
+}
+
+/// The report as the API serves it, or `None` before the first sample.
+pub fn report_json(snapshot: &Snapshot) -> Option<String> {
+    let report = snapshot.report.as_ref()?;
+    serde_json::to_string(&ReportWithDaemon {
+        report,
+        daemon: &snapshot.daemon,
+        selftest: &snapshot.selftest,
+    })
+    .ok()
 }
 
 fn report(snapshot: Snapshot) -> Response {
@@ -89,7 +137,7 @@ fn report(snapshot: Snapshot) -> Response {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
@@ -162,5 +210,97 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(content_type, "application/json");
         assert!(body["error"].as_str().unwrap().contains("/api/v1/report"));
+    }
+
+    async fn get_text(router: Router, uri: &str) -> (StatusCode, String, String) {
+        let request = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = to_bytes(response.into_body(), 4 << 20).await.unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_and_its_assets_are_embedded() {
+        let (_publish, latest) = watch::channel(Snapshot::default());
+        let (status, content_type, body) = get_text(router(latest.clone()), "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(body.contains("/assets/app.js"));
+        for (path, kind) in [
+            ("/assets/app.js", "javascript"),
+            ("/assets/style.css", "text/css"),
+            ("/assets/vendor/uplot/uPlot.iife.min.js", "javascript"),
+        ] {
+            let (status, content_type, _) = get_text(router(latest.clone()), path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(content_type.contains(kind), "{path}: {content_type}");
+        }
+        let (status, _, _) = get_text(router(latest), "/assets/nope.js").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text_with_units_and_no_per_connection_labels() {
+        let (publish, latest) = watch::channel(Snapshot::default());
+        publish.send_replace(Snapshot {
+            report: Some(Arc::new(sample_report())),
+            daemon: None,
+            selftest: None,
+        });
+        let (status, content_type, body) = get_text(router(latest), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        assert!(body.contains("c1m_connections_open 400"), "{body}");
+        assert!(
+            body.contains("c1m_connections_accepted_total 400"),
+            "{body}"
+        );
+        assert!(body.contains("c1m_cost_kernel_bytes "), "{body}");
+        assert!(
+            body.contains(r#"c1m_connections{state="ESTABLISHED"} 400"#),
+            "{body}"
+        );
+        assert!(body.contains("# EOF"));
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            assert!(!line.contains("port=") && !line.contains("pid="), "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn events_stream_the_report() {
+        let (publish, latest) = watch::channel(Snapshot::default());
+        publish.send_replace(Snapshot {
+            report: Some(Arc::new(sample_report())),
+            daemon: None,
+            selftest: None,
+        });
+        let request = axum::http::Request::get("/api/v1/events")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(latest).oneshot(request).await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body().into_data_stream();
+        use futures_util::StreamExt as _;
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&first);
+        assert!(text.starts_with("event: report"), "{text}");
+        assert!(text.contains(r#""current":400"#), "{text}");
     }
 }

@@ -61,6 +61,8 @@ pub struct Report {
 pub struct TargetInfo {
     pub pids: Vec<u32>,
     pub alive: bool,
+    /// Its own memory now (Pss_Anon + Pss_Shmem over its processes).
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +189,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         target: TargetInfo {
             pids: ctx.pids,
             alive: ctx.alive,
+            memory_bytes: last.user_bytes,
         },
         connections: Connections {
             current,
