@@ -14,7 +14,7 @@ function fmtBytes(b) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (Math.abs(b) >= 1024 && i < units.length - 1) { b /= 1024; i++; }
-  return (i === 0 ? Math.round(b) : b.toFixed(1)) + " " + units[i];
+  return (i === 0 ? Math.round(b) : b.toFixed(b < 10 ? 2 : 1)) + " " + units[i];
 }
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -60,6 +60,11 @@ function renderLimits(r) {
       el("div", { class: "value" }, l.exceeded ? "being hit" : fmtCount(l.max_connections)),
       el("div", { class: "why" }, l.explanation));
     box.append(row);
+  }
+  const others = c.limits.filter((l) => l.max_connections == null && !l.exceeded);
+  if (others.length) {
+    box.append(el("div", { class: "others" }, el("b", {}, "Not limiting the count now: "),
+      ...others.map((l) => el("span", { title: l.remedy }, `${l.name}: ${l.explanation}. `))));
   }
 }
 
@@ -197,5 +202,5 @@ function connect() {
   events.onerror = () => setLive(false);
 }
 
-fetch("/api/v1/report").then((res) => (res.ok ? res.json() : null)).then((r) => r && update(r)).catch(() => {});
+// The event stream starts with the latest report, then one per sample.
 connect();

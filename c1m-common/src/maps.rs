@@ -18,6 +18,10 @@ pub const MAP_STATS: &str = "STATS";
 pub const MAP_SOCK_SCAN: &str = "SOCK_SCAN";
 /// Target tgid -> open files, filled by the `iter/task_file` scan.
 pub const MAP_FD_COUNTS: &str = "FD_COUNTS";
+/// Local port -> listening sockets the target holds, found by the same scan
+/// (so listeners that existed before c1m attached are known without
+/// reading every fd link under /proc).
+pub const MAP_LISTEN_FOUND: &str = "LISTEN_FOUND";
 
 /// Most processes one target may have (threads are covered by their tgid).
 pub const MAX_TARGET_TGIDS: u32 = 4096;

@@ -47,7 +47,8 @@ pub struct SockOffsets {
     pub sk_forward_alloc: u32,
     /// `task_struct.tgid` (int), for `iter/task_file`.
     pub task_tgid: u32,
-    pub _pad: u32,
+    /// `socket.sk` (pointer), from a socket file to its `struct sock`.
+    pub socket_sk: u32,
 }
 const _: () = assert!(core::mem::size_of::<SockOffsets>() == 32);
 

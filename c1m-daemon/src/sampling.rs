@@ -82,18 +82,24 @@ impl Sampler {
     pub fn sample(&mut self) -> anyhow::Result<&Sample> {
         self.targets.refresh(&mut self.probes)?;
         let pids = self.targets.pids();
+        let scan_started = Instant::now();
         let scan = self
             .probes
             .scan_sockets()
             .context("scanning the target's sockets")?;
+        let scan_took = scan_started.elapsed();
         self.fds_by_pid = match self.probes.scan_fds().context("counting open files")? {
-            Some(by_pid) => by_pid,
+            Some(scan) => scan.by_pid,
             None => pids
                 .iter()
                 .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
                 .collect(),
         };
         let open_fds = self.fds_by_pid.values().sum();
+        log::debug!(
+            "socket scan {scan_took:?}, fd scan {:?}",
+            scan_started.elapsed() - scan_took
+        );
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,

@@ -43,6 +43,10 @@ pub static SOCK_SCAN: Array<SockScanSlot> = Array::with_max_entries(SOCK_SCAN_SL
 #[map]
 pub static FD_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
 
+/// Local port -> target listeners found by `fd_scan`; cleared before each.
+#[map]
+pub static LISTEN_FOUND: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TARGET_LISTEN_PORTS, 0);
+
 /// [`DropReason`] -> count.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);

@@ -12,7 +12,7 @@ static SOCK_OFFSETS: SockOffsets = SockOffsets {
     sk_wmem_queued: 0,
     sk_forward_alloc: 0,
     task_tgid: 0,
-    _pad: 0,
+    socket_sk: 0,
 };
 
 #[inline(always)]

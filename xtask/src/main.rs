@@ -2,7 +2,9 @@
 //! set-up first so they work on a fresh machine.
 //!
 //! - `cargo xtask run -- --pid <PID>`: build and run `c1m-daemon run`.
-//! - `cargo xtask test`: every test, kernel tests included (they may not skip).
+//! - `cargo xtask test`: every test, kernel tests included (they may not
+//!   skip), and the dashboard's browser test.
+//! - `cargo xtask selftest [-- args]`: the echo-server ramp (release build).
 //! - `cargo xtask setup`: only the set-up (apt packages, bpf-linker, the
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
@@ -40,8 +42,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build (release) and run `c1m-daemon selftest` with these arguments:
+    /// ramp the bundled echo server as far as this box allows.
+    Selftest {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run every test: unit, end-to-end and kernel tests (root needed; here
-    /// a kernel test that cannot run fails instead of skipping).
+    /// a kernel test that cannot run fails instead of skipping), then the
+    /// dashboard's browser test (headless Chromium).
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -76,11 +85,38 @@ fn run(task: Task) -> anyhow::Result<()> {
             cargo(
                 Command::new("cargo")
                     .args(["test", "--workspace", "--exclude", "c1m-ebpf"])
-                    .args(args)
+                    .args(&args)
                     .env("C1M_REQUIRE_KERNEL_TESTS", "1"),
-            )
+            )?;
+            // The browser test of the dashboard (skipped when a test name
+            // filter was given: it is not one of cargo's tests).
+            if args.is_empty() {
+                browser_test()?;
+            }
+            Ok(())
+        }
+        Task::Selftest { args } => {
+            setup::ensure_build_prerequisites()?;
+            run_daemon(std::iter::once("selftest".to_owned()).chain(args))
         }
     }
+}
+
+/// `node web/tests/dashboard.test.mjs` against the debug daemon cargo test
+/// just built; it saves `target/dashboard.png`.
+fn browser_test() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let status = Command::new("node")
+        .arg(root.join("web/tests/dashboard.test.mjs"))
+        .current_dir(&root)
+        .env("C1M_DAEMON", root.join("target/debug/c1m-daemon"))
+        .env("C1M_SCREENSHOT", root.join("target/dashboard.png"))
+        .status()
+        .context("running node (the dashboard's browser test)")?;
+    if !status.success() {
+        bail!("the dashboard's browser test failed ({status})");
+    }
+    Ok(())
 }
 
 fn run_daemon(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
@@ -108,7 +144,7 @@ fn cargo(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> std::path::PathBuf {
+pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")

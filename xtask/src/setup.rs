@@ -23,7 +23,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
 ];
-const TEST_PACKAGES: &[&str] = &["util-linux", "iproute2"];
+/// util-linux: setpriv/prlimit; iproute2: network namespaces; chromium: the
+/// dashboard's browser test (with Node.js, see `ensure_npm_packages`).
+const TEST_PACKAGES: &[&str] = &["util-linux", "iproute2", "chromium"];
 const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -36,7 +38,32 @@ pub fn ensure_build_prerequisites() -> anyhow::Result<()> {
 }
 
 pub fn ensure_test_prerequisites() -> anyhow::Result<()> {
-    ensure_apt_packages(TEST_PACKAGES)
+    ensure_apt_packages(TEST_PACKAGES)?;
+    ensure_npm_packages()
+}
+
+/// playwright-core for the browser test, pinned by web/tests/package-lock.json.
+fn ensure_npm_packages() -> anyhow::Result<()> {
+    // Node.js may come from elsewhere than Debian (with its own npm): only
+    // when there is no npm at all are Debian's packages installed.
+    let has_npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_npm {
+        ensure_apt_packages(&["nodejs", "npm"])?;
+    }
+    let dir = crate::workspace_root().join("web/tests");
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return Ok(());
+    }
+    eprintln!("setup: npm ci in web/tests (playwright-core for the browser test)");
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir))
 }
 
 fn nightly_has_rust_src() -> bool {

@@ -141,6 +141,36 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
+/// Serve on a thread of its own, so a long sample (walking a million
+/// sockets takes about a second) never delays a request.
+pub fn serve_in_background(
+    listener: tokio::net::TcpListener,
+    latest: watch::Receiver<Snapshot>,
+) -> anyhow::Result<()> {
+    let listener = listener.into_std()?;
+    std::thread::Builder::new()
+        .name("api".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => return log::error!("API server cannot start: {err}"),
+            };
+            runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => axum::serve(listener, router(latest)).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = served {
+                    log::error!("API server stopped: {err}");
+                }
+            });
+        })?;
+    Ok(())
+}
+
 /// Bind before anything is attached, so a busy port fails fast and clean.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|err| {

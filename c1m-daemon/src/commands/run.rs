@@ -39,12 +39,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         forward_kernel_logs(logger);
     }
     let (publish, latest) = tokio::sync::watch::channel(Snapshot::default());
-    let server = axum::serve(listener, api::router(latest));
-    tokio::spawn(async move {
-        if let Err(err) = server.await {
-            log::error!("API server stopped: {err}");
-        }
-    });
+    api::serve_in_background(listener, latest)?;
 
     let probes = &sampler.probes;
     let children = match &probes.children {
@@ -74,8 +69,9 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         );
     }
 
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    // The interval stretches when sampling is slow (about a second per
+    // million sockets): c1m spends at most a fifth of a core on it.
+    let mut next_sample = tokio::time::Instant::now() + args.interval;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
@@ -87,14 +83,18 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         // and stop after printing it, rather than printing twice.
         let stop = tokio::select! {
             biased;
-            _ = ticker.tick() => deadline.is_some_and(|at| tokio::time::Instant::now() >= at),
+            _ = tokio::time::sleep_until(next_sample) => {
+                deadline.is_some_and(|at| tokio::time::Instant::now() >= at)
+            }
             _ = sigint.recv() => true,
             _ = sigterm.recv() => true,
             _ = sleep_until(deadline) => true,
         };
+        let sample_started = tokio::time::Instant::now();
         let totals = sampler.sample()?.transitions.clone();
         samples_taken += 1;
         let report = sampler.report()?;
+        next_sample = sample_started + args.interval.max(sample_started.elapsed() * 5);
         print_sample(args.json, sampler.elapsed(), &report, &totals, &previous);
         publish.send_replace(Snapshot {
             report: Some(Arc::new(report)),

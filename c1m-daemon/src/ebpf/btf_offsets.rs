@@ -35,7 +35,7 @@ pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
         sk_wmem_queued: member_offset(btf, "sock", "sk_wmem_queued")?,
         sk_forward_alloc: member_offset(btf, "sock", "sk_forward_alloc")?,
         task_tgid: member_offset(btf, "task_struct", "tgid")?,
-        _pad: 0,
+        socket_sk: member_offset(btf, "socket", "sk")?,
     })
 }
 

@@ -16,7 +16,11 @@ use c1m_common::{
 };
 use serde::Serialize;
 
-use super::{C1M_EBPF_OBJECT, btf_offsets, scans::Scans, tracefs};
+use super::{
+    C1M_EBPF_OBJECT, btf_offsets,
+    scans::{FdScan, Scans},
+    tracefs,
+};
 use crate::{
     model::{sock_scan::SockScan, transitions::TransitionCounts},
     system::privileges::Privileges,
@@ -206,8 +210,9 @@ impl Probes {
         }
     }
 
-    /// Open files per target process; `None` when this kernel cannot scan.
-    pub fn scan_fds(&mut self) -> Result<Option<BTreeMap<u32, u64>>, ProbeError> {
+    /// Open files and listeners per target process; `None` when this kernel
+    /// cannot scan.
+    pub fn scan_fds(&mut self) -> Result<Option<FdScan>, ProbeError> {
         match &mut self.scans {
             Ok(scans) => scans.scan_fds(&mut self.ebpf).map(Some),
             Err(_) => Ok(None),

@@ -15,7 +15,8 @@ use aya::{
     programs::Iter,
 };
 use c1m_common::{
-    MAP_FD_COUNTS, MAP_SOCK_SCAN, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
+    MAP_FD_COUNTS, MAP_LISTEN_FOUND, MAP_SOCK_SCAN, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS,
+    SockScanSlot,
 };
 
 use super::probes::{ProbeError, describe, map_error, program_mut};
@@ -24,6 +25,16 @@ use crate::model::sock_scan::SockScan;
 pub struct Scans {
     sock_scan: Array<MapData, SockScanSlot>,
     fd_counts: HashMap<MapData, u32, u64>,
+    listen_found: HashMap<MapData, u32, u64>,
+}
+
+/// What one walk of the target's file tables found.
+#[derive(Debug, Clone, Default)]
+pub struct FdScan {
+    /// Open files per target process.
+    pub by_pid: BTreeMap<u32, u64>,
+    /// Local port -> listening sockets the target holds on it.
+    pub listening_ports: BTreeMap<u16, u64>,
 }
 
 impl Scans {
@@ -46,9 +57,12 @@ impl Scans {
         let sock_scan = Array::try_from(take(MAP_SOCK_SCAN)?).map_err(map_error(MAP_SOCK_SCAN))?;
         let fd_counts =
             HashMap::try_from(take(MAP_FD_COUNTS)?).map_err(map_error(MAP_FD_COUNTS))?;
+        let listen_found =
+            HashMap::try_from(take(MAP_LISTEN_FOUND)?).map_err(map_error(MAP_LISTEN_FOUND))?;
         Ok(Ok(Scans {
             sock_scan,
             fd_counts,
+            listen_found,
         }))
     }
 
@@ -66,18 +80,34 @@ impl Scans {
         Ok(SockScan::from_slots(&raw))
     }
 
-    /// Open files per target process.
-    pub fn scan_fds(&mut self, ebpf: &mut Ebpf) -> Result<BTreeMap<u32, u64>, ProbeError> {
-        let stale: Vec<u32> = self.fd_counts.keys().filter_map(Result::ok).collect();
-        for tgid in stale {
-            // Gone already is as good as removed.
-            let _ = self.fd_counts.remove(&tgid);
-        }
+    /// Open files and listening sockets per target process.
+    pub fn scan_fds(&mut self, ebpf: &mut Ebpf) -> Result<FdScan, ProbeError> {
+        clear(&mut self.fd_counts);
+        clear(&mut self.listen_found);
         run_iterator(ebpf, PROG_FD_SCAN)?;
-        self.fd_counts
+        let by_pid = self
+            .fd_counts
             .iter()
             .collect::<Result<BTreeMap<_, _>, _>>()
-            .map_err(map_error(MAP_FD_COUNTS))
+            .map_err(map_error(MAP_FD_COUNTS))?;
+        let listening_ports = self
+            .listen_found
+            .iter()
+            .map(|entry| entry.map(|(port, n)| (port as u16, n)))
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(map_error(MAP_LISTEN_FOUND))?;
+        Ok(FdScan {
+            by_pid,
+            listening_ports,
+        })
+    }
+}
+
+fn clear(map: &mut HashMap<MapData, u32, u64>) {
+    let stale: Vec<u32> = map.keys().filter_map(Result::ok).collect();
+    for key in stale {
+        // Gone already is as good as removed.
+        let _ = map.remove(&key);
     }
 }
 

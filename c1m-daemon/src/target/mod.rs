@@ -47,6 +47,15 @@ impl TargetSet {
                 }
             }
         }
+        // Listeners that already exist: from the fd scan when this kernel
+        // has it (cheap at any scale); otherwise from /proc, which reads
+        // every fd link and the whole TCP table of the target's namespace.
+        if let Some(scan) = probes.scan_fds()? {
+            for (port, listeners) in scan.listening_ports {
+                probes.add_listen_port(port, listeners)?;
+            }
+            return Ok(TargetSet { processes, named });
+        }
         for process in processes.values() {
             match process.listening_ports() {
                 Ok(ports) => {

@@ -218,9 +218,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let mut sampler = Sampler::start(vec![TargetProcess::resolve(pid)?], true, None)?;
     sampler.files_per_connection = 2.0;
     let (publish, latest) = watch::channel(Snapshot::default());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, api::router(latest)).await;
-    });
+    api::serve_in_background(listener, latest)?;
     eprintln!(
         "c1m selftest: ramping the echo server (pid {pid}, {echo_workers} worker(s), {addr}) to {} \
          connections in {steps} steps; dashboard at http://{api_addr}/; Ctrl-C stops",
@@ -233,7 +231,9 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let deadline = tokio::time::Instant::now() + options.max_duration;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut ticker = tokio::time::interval(options.interval);
+    // Sampling stretches its interval when a sample is slow (about a second
+    // per million sockets), so it never takes more than a fifth of a core.
+    let mut next_sample = tokio::time::Instant::now();
     let mut loads: Vec<Started> = Vec::new();
     let mut held = 0u64;
     let mut ramp_seconds = 0.0;
@@ -248,7 +248,12 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         rate_per_second: 0,
         failures: Default::default(),
     };
-    let publish_report = |sampler: &mut Sampler, progress: &Progress| -> anyhow::Result<()> {
+    let interval = options.interval;
+    let publish_report = |sampler: &mut Sampler,
+                          progress: &Progress,
+                          next_sample: &mut tokio::time::Instant|
+     -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
         sampler.sample()?;
         let report = sampler.report()?;
         publish.send_replace(Snapshot {
@@ -256,6 +261,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
             daemon: None,
             selftest: Some(serde_json::to_value(progress)?),
         });
+        *next_sample = started + interval.max(started.elapsed() * 5);
         Ok(())
     };
 
@@ -317,8 +323,8 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
                         break;
                     }
                 }
-                _ = ticker.tick() => {
-                    publish_report(&mut sampler, &progress)?;
+                _ = tokio::time::sleep_until(next_sample) => {
+                    publish_report(&mut sampler, &progress, &mut next_sample)?;
                     eprintln!(
                         "  step {k}/{steps}: {} of {} open, {}/s, failures {:?}",
                         progress.established, n, progress.rate_per_second, progress.failures
@@ -331,13 +337,13 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         }
         // Settle: two samples at this step for the marginal-cost fit.
         for _ in 0..2 {
-            ticker.tick().await;
-            publish_report(&mut sampler, &progress)?;
+            tokio::time::sleep_until(next_sample).await;
+            publish_report(&mut sampler, &progress, &mut next_sample)?;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     progress.phase = "done";
-    publish_report(&mut sampler, &progress)?;
+    publish_report(&mut sampler, &progress, &mut next_sample)?;
     let report = sampler.report()?;
 
     // The load side's own memory, measured before it lets go.

@@ -1,17 +1,17 @@
 //! BPF iterators the daemon reads once per sample: each read of the
 //! iterator walks the kernel's objects and runs the program once per
-//! object, in the reader's process context. They write no output; they add
-//! into maps the daemon zeroed before the read, so a scan of a million
-//! sockets returns a few hundred bytes.
+//! object, in the reader's process context. They add into maps the daemon
+//! zeroed before the read and write next to nothing (a keep-alive byte per
+//! 65,536 objects), so a scan of a million sockets returns a few bytes.
 //!
 //! aya-ebpf 0.2.1 has no macro for iterators: the section names are
 //! written by hand and aya 0.14 loads them as `Iter`.
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file};
 use c1m_common::{ScanKind, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, sock_scan_index};
 
 use crate::{
-    maps::{FD_COUNTS, OWNED_SOCKS, SOCK_SCAN, TARGET_TGIDS},
+    maps::{FD_COUNTS, LISTEN_FOUND, OWNED_SOCKS, SOCK_SCAN, TARGET_TGIDS},
     offsets::kernel_offsets,
     sock_tracker::target_listens_on,
 };
@@ -36,12 +36,38 @@ unsafe fn read_kernel<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
+/// Objects between two keep-alive bytes (see [`keep_read_going`]).
+const KEEPALIVE_EVERY: u64 = 1 << 16;
+
+/// A read of an iterator that visits a million objects without writing a
+/// byte ends with EAGAIN (the kernel's MAX_ITER_OBJECTS), and resuming such
+/// a read does not move on: past a million sockets the walk would never
+/// finish. One byte every 65,536 objects keeps every read productive.
+#[inline(always)]
+fn keep_read_going(ctx: *const u64) {
+    // `struct bpf_iter_meta { struct seq_file *seq; u64 session_id; u64 seq_num; }`
+    // SAFETY: ctx field 0 is the meta pointer; the verifier types both loads.
+    unsafe {
+        let meta = ctx_pointer(ctx, 0) as *const u64;
+        if meta.is_null() {
+            return;
+        }
+        let seq_num = *meta.add(2);
+        if seq_num % KEEPALIVE_EVERY == 0 {
+            let seq = *meta as *mut aya_ebpf::bindings::seq_file;
+            let byte = 0u8;
+            bpf_seq_write(seq, (&byte as *const u8).cast(), 1);
+        }
+    }
+}
+
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/tcp")]
 pub fn sock_scan(ctx: *const u64) -> i32 {
     let sk = ctx_pointer(ctx, 1);
     // The last call of a walk has no socket.
     if sk != 0 {
+        keep_read_going(ctx);
         scan_sock(sk);
     }
     0
@@ -104,21 +130,67 @@ fn scan_sock(sk: u64) {
 pub fn fd_scan(ctx: *const u64) -> i32 {
     let task = ctx_pointer(ctx, 1);
     if task != 0 {
-        count_fd(task);
+        keep_read_going(ctx);
+        if count_fd(task) {
+            note_listener(ctx_pointer(ctx, 3));
+        }
     }
     0
 }
 
+/// A target's file that is a listening TCP socket: count its port.
 #[inline(always)]
-fn count_fd(task: u64) {
+fn note_listener(file: u64) {
+    if file == 0 {
+        return;
+    }
+    // SAFETY: `file` is this iteration's `struct file`; the helper returns
+    // its `struct socket` or null when it is not a socket.
+    let socket = unsafe { bpf_sock_from_file(file as *mut aya_ebpf::bindings::file) } as u64;
+    if socket == 0 {
+        return;
+    }
+    let offsets = kernel_offsets();
+    // SAFETY: reads through bpf_probe_read_kernel, failures read as None.
+    let Some(sk) = (unsafe { read_kernel::<u64>(socket, offsets.socket_sk) }) else {
+        return;
+    };
+    if sk == 0 {
+        return;
+    }
+    // SAFETY: as above; `sk` is the socket's `struct sock`.
+    let (Some(state), Some(port)) = (unsafe {
+        (
+            read_kernel::<u8>(sk, offsets.skc_state),
+            read_kernel::<u16>(sk, offsets.skc_num),
+        )
+    }) else {
+        return;
+    };
+    if state as u32 != TCP_LISTEN {
+        return;
+    }
+    let key = port as u32;
+    match LISTEN_FOUND.get_ptr_mut(&key) {
+        // SAFETY: map value pointer; one call at a time.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = LISTEN_FOUND.insert(&key, &1, 0);
+        }
+    }
+}
+
+/// Count the file if its task is a target; true when it is.
+#[inline(always)]
+fn count_fd(task: u64) -> bool {
     // SAFETY: `task` is a live `task_struct` for this call.
     let Some(tgid) = (unsafe { read_kernel::<i32>(task, kernel_offsets().task_tgid) }) else {
-        return;
+        return false;
     };
     let tgid = tgid as u32;
     // SAFETY: presence test only.
     if unsafe { TARGET_TGIDS.get(&tgid).is_none() } {
-        return;
+        return false;
     }
     match FD_COUNTS.get_ptr_mut(&tgid) {
         // SAFETY: map value pointer; one call at a time (see scan_sock).
@@ -127,4 +199,5 @@ fn count_fd(task: u64) {
             let _ = FD_COUNTS.insert(&tgid, &1, 0);
         }
     }
+    true
 }
