@@ -8,6 +8,10 @@ let previous = null;
 const charts = {};
 
 const $ = (id) => document.getElementById(id);
+// A daemon serving beyond loopback wants its token: the page passes on the
+// one in its own URL (/?token=...).
+const token = new URLSearchParams(location.search).get("token");
+const withToken = (url) => (token ? `${url}?token=${encodeURIComponent(token)}` : url);
 const fmtCount = (n) => (n == null ? "–" : n >= 1e6 ? (n / 1e6).toFixed(2) + "M" : Math.round(n).toLocaleString("en-US"));
 function fmtBytes(b) {
   if (b == null) return "–";
@@ -197,10 +201,11 @@ function setLive(on) {
 }
 
 function connect() {
-  const events = new EventSource("/api/v1/events");
+  const events = new EventSource(withToken("/api/v1/events"));
   events.addEventListener("report", (e) => { setLive(true); update(JSON.parse(e.data)); });
   events.onerror = () => setLive(false);
 }
 
+for (const a of document.querySelectorAll("a[data-api]")) a.href = withToken(a.getAttribute("href"));
 // The event stream starts with the latest report, then one per sample.
 connect();

@@ -75,9 +75,14 @@ pub struct SelftestArgs {
     /// Also write the verdict and measurements as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
-    /// Where to serve the report during the run.
+    /// Where to serve the dashboard and report during the run.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Token the API wants on every route but /api/v1/health (required when
+    /// --listen is not a loopback address): `Authorization: Bearer <token>`
+    /// or `?token=<token>`.
+    #[arg(long, env = "C1M_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Give up the ramp after this long.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub max_duration: std::time::Duration,
@@ -275,10 +280,15 @@ pub struct RunArgs {
     /// one that works (tp_btf, then the classic tracepoint).
     #[arg(long, value_enum)]
     pub attach: Option<AttachMode>,
-    /// Where to serve the API (GET /api/v1/report, /api/v1/health). Port 0
-    /// picks a free port (printed at start).
+    /// Where to serve the dashboard and API (/, /api/v1/report, /metrics...).
+    /// Port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Token the API wants on every route but /api/v1/health (required when
+    /// --listen is not a loopback address): `Authorization: Bearer <token>`
+    /// or `?token=<token>`.
+    #[arg(long, env = "C1M_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Sizes such as `16KiB`, `1MB`, `4096`.

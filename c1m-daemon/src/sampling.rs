@@ -127,7 +127,12 @@ impl Sampler {
         if self.samples.is_empty() {
             self.sample()?;
         }
-        let slabs = read_slabinfo().context("sizing kernel objects")?;
+        // Without /proc/slabinfo (it needs root) the objects are listed as
+        // unknown sizes rather than failing the report.
+        let slabs = read_slabinfo().unwrap_or_else(|err| {
+            log::warn!("{err}: kernel object sizes unknown");
+            Default::default()
+        });
         let mut report = build_report(
             self.samples.make_contiguous(),
             Context {

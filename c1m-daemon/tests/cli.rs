@@ -148,3 +148,16 @@ fn a_busy_api_port_is_one_clear_line_before_anything_is_attached() {
     assert!(stderr.contains("--listen"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn serving_beyond_loopback_needs_a_token() {
+    let output = daemon()
+        .args(["run", "--listen", "0.0.0.0:0", "--pid", &std::process::id().to_string()])
+        .env_remove("C1M_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("without a token"), "{stderr}");
+    assert!(stderr.contains("--token"), "{stderr}");
+}

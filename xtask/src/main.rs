@@ -9,6 +9,7 @@
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
 
+mod bench;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -42,6 +43,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmarks that print numbers: `overhead` (churn rate with and
+    /// without c1m), `scale` (sample time and daemon memory at N
+    /// connections), `ramp` (selftest to N).
+    Bench {
+        #[arg(value_enum)]
+        what: BenchKind,
+        /// Connections for `scale` and `ramp`.
+        #[arg(long, default_value_t = 100_000)]
+        connections: u64,
+        /// Seconds of churn per measurement for `overhead`.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Build (release) and run `c1m-daemon selftest` with these arguments:
     /// ramp the bundled echo server as far as this box allows.
     Selftest {
@@ -56,6 +70,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    Overhead,
+    Scale,
+    Ramp,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +115,20 @@ fn run(task: Task) -> anyhow::Result<()> {
                 browser_test()?;
             }
             Ok(())
+        }
+        Task::Bench {
+            what,
+            connections,
+            seconds,
+        } => {
+            setup::ensure_build_prerequisites()?;
+            cargo(Command::new("cargo").args(["build", "--release", "--package", "c1m-daemon"]))?;
+            let root = workspace_root();
+            match what {
+                BenchKind::Overhead => bench::overhead(&root, seconds),
+                BenchKind::Scale => bench::scale(&root, connections),
+                BenchKind::Ramp => bench::ramp(&root, connections),
+            }
         }
         Task::Selftest { args } => {
             setup::ensure_build_prerequisites()?;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::model::report::Report;
 
+pub mod access;
 mod assets;
 mod events;
 mod metrics;
@@ -146,7 +147,9 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response {
 pub fn serve_in_background(
     listener: tokio::net::TcpListener,
     latest: watch::Receiver<Snapshot>,
+    access: access::Access,
 ) -> anyhow::Result<()> {
+    let app = router(latest).layer(axum::middleware::from_fn_with_state(access, access::check));
     let listener = listener.into_std()?;
     std::thread::Builder::new()
         .name("api".into())
@@ -160,7 +163,7 @@ pub fn serve_in_background(
             };
             runtime.block_on(async move {
                 let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => axum::serve(listener, router(latest)).await,
+                    Ok(listener) => axum::serve(listener, app).await,
                     Err(err) => Err(err),
                 };
                 if let Err(err) = served {

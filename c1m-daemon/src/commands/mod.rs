@@ -37,6 +37,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 steps: args.steps,
                 json_path: args.json.clone(),
                 listen: args.listen,
+                token: args.token.clone(),
                 max_duration: args.max_duration,
                 interval: std::time::Duration::from_secs(1),
             })

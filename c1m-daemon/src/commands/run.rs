@@ -39,7 +39,8 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         forward_kernel_logs(logger);
     }
     let (publish, latest) = tokio::sync::watch::channel(Snapshot::default());
-    api::serve_in_background(listener, latest)?;
+    let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
+    api::serve_in_background(listener, latest, access)?;
 
     let probes = &sampler.probes;
     let children = match &probes.children {

@@ -44,6 +44,7 @@ pub struct SelftestOptions {
     pub steps: u64,
     pub json_path: Option<PathBuf>,
     pub listen: SocketAddr,
+    pub token: Option<String>,
     pub max_duration: Duration,
     pub interval: Duration,
 }
@@ -218,7 +219,8 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let mut sampler = Sampler::start(vec![TargetProcess::resolve(pid)?], true, None)?;
     sampler.files_per_connection = 2.0;
     let (publish, latest) = watch::channel(Snapshot::default());
-    api::serve_in_background(listener, latest)?;
+    let access = api::access::Access::new(listener.local_addr()?, options.token.clone())?;
+    api::serve_in_background(listener, latest, access)?;
     eprintln!(
         "c1m selftest: ramping the echo server (pid {pid}, {echo_workers} worker(s), {addr}) to {} \
          connections in {steps} steps; dashboard at http://{api_addr}/; Ctrl-C stops",

@@ -1,0 +1,287 @@
+//! `cargo xtask bench <what>`: benchmarks that print numbers (never timed
+//! tests). Each runs the release binary on loopback, bounded in time, and
+//! ends every process it started.
+//!
+//! - `overhead`: connect/close churn against the echo server without c1m,
+//!   with `c1m-daemon run` watching it, and without again; the overhead is
+//!   the drop in churn rate.
+//! - `scale [--connections N]`: N connections held by the echo server while
+//!   `run` watches it: the time one sample takes (socket and fd scans), and
+//!   the daemon's memory per tracked socket (its RSS and the kernel map).
+//! - `ramp [--connections N]`: `selftest` to N: ramp rate and verdict.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+pub struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to our own child by pid, then reap it.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(root: &Path) -> PathBuf {
+    root.join("target/release/c1m-daemon")
+}
+
+/// Start the echo server; (guard, address, pid).
+fn echo(root: &Path, connections: u64) -> anyhow::Result<(Guard, String, u32)> {
+    let mut child = Command::new(daemon(root))
+        .args([
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--connections",
+            &connections.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the echo server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let addr = words.get(4).context("echo printed no address")?.to_string();
+    let pid = child.id();
+    Ok((Guard(child), addr, pid))
+}
+
+/// `run --json` on `pid`; the guard and its API address.
+fn watch(root: &Path, pid: u32, extra: &[&str]) -> anyhow::Result<(Guard, String)> {
+    let mut child = Command::new(daemon(root))
+        .args([
+            "run",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--pid",
+            &pid.to_string(),
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting c1m-daemon run")?;
+    let mut reader = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let attached: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("run printed {line:?}"))?;
+    let api = attached["api"].as_str().unwrap_or_default().to_owned();
+    // Keep draining its stdout so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Ok((Guard(child), api))
+}
+
+fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let output = Command::new(daemon(root))
+        .args(["load", "--json"])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .context("running c1m-daemon load")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "done")
+        .context("load printed no result")
+}
+
+fn churn_rate(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<f64> {
+    let done = load_json(
+        root,
+        &[
+            "--target",
+            addr,
+            "--churn",
+            "--close",
+            "client",
+            "--connections",
+            "64",
+        ],
+    )
+    .and_then(|_| {
+        load_json(
+            root,
+            &[
+                "--target",
+                addr,
+                "--churn",
+                "--close",
+                "client",
+                "--connections",
+                "64",
+                "--duration",
+                &format!("{seconds}s"),
+            ],
+        )
+    })?;
+    let closed = done["totals"]["closed_total"].as_f64().unwrap_or(0.0);
+    Ok(closed / seconds as f64)
+}
+
+pub fn overhead(root: &Path, seconds: u64) -> anyhow::Result<()> {
+    let (_echo, addr, pid) = echo(root, 10_000)?;
+    let before = churn_rate(root, &addr, seconds)?;
+    let (watcher, _) = watch(root, pid, &[])?;
+    let with = churn_rate(root, &addr, seconds)?;
+    drop(watcher);
+    let after = churn_rate(root, &addr, seconds)?;
+    let without = (before + after) / 2.0;
+    println!("churn without c1m: {before:.0}/s, then {after:.0}/s (mean {without:.0}/s)");
+    println!("churn with c1m run watching the server: {with:.0}/s");
+    println!(
+        "overhead: {:.1}% lower rate with c1m attached",
+        100.0 * (without - with) / without
+    );
+    Ok(())
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Kernel memory of the daemon's OWNED_SOCKS map (fdinfo `memlock`, which
+/// counts the elements in use for maps without preallocation).
+fn owned_socks_map_bytes(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|info| info.contains("max_entries:\t4194304"))
+        .filter_map(|info| {
+            info.lines()
+                .find(|l| l.starts_with("memlock:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+pub fn scale(root: &Path, connections: u64) -> anyhow::Result<()> {
+    let (_echo, addr, pid) = echo(root, connections + 10_000)?;
+    let (watcher, api) = watch(root, pid, &["--interval", "1s"])?;
+    let daemon_pid = watcher.0.id();
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss0, map0) = (rss_bytes(daemon_pid), owned_socks_map_bytes(daemon_pid));
+    let started = Instant::now();
+    let mut load = Guard(
+        Command::new(daemon(root))
+            .args([
+                "load",
+                "--target",
+                &addr,
+                "--connections",
+                &connections.to_string(),
+            ])
+            .args(["--hold", "120s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    // Wait for the report to show them all (bounded).
+    let report = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let report = http_get_json(&api)?;
+        if report["connections"]["current"].as_u64() >= Some(connections)
+            || started.elapsed() > Duration::from_secs(300)
+        {
+            break report;
+        }
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let (rss1, map1) = (rss_bytes(daemon_pid), owned_socks_map_bytes(daemon_pid));
+    let tracked = report["connections"]["accepted_total"]
+        .as_u64()
+        .unwrap_or(0)
+        .max(1);
+    // One sample, timed by a separate `report` run (attach excluded).
+    let output = Command::new(daemon(root))
+        .args(["report", "--duration", "1s", "--pid", &pid.to_string()])
+        .env("RUST_LOG", "c1m_daemon=debug")
+        .output()?;
+    let timings: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.contains("socket scan"))
+        .map(|l| {
+            l.split("DEBUG c1m_daemon::sampling] ")
+                .last()
+                .unwrap_or(l)
+                .to_owned()
+        })
+        .collect();
+    println!(
+        "connections held: {} (tracked by run since attach: {tracked})",
+        report["connections"]["current"]
+    );
+    println!(
+        "one sample: {}",
+        timings
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "not measured".into())
+    );
+    println!(
+        "daemon RSS: {} -> {} bytes: {:.1} bytes per tracked socket",
+        rss0,
+        rss1,
+        (rss1 as f64 - rss0 as f64) / tracked as f64
+    );
+    println!(
+        "kernel map OWNED_SOCKS: {} -> {} bytes: {:.1} bytes per tracked socket",
+        map0,
+        map1,
+        (map1 as f64 - map0 as f64) / tracked as f64
+    );
+    // SAFETY: SIGTERM to our own child.
+    unsafe { libc::kill(load.0.id() as i32, libc::SIGTERM) };
+    let _ = load.0.wait();
+    Ok(())
+}
+
+fn http_get_json(url: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').context("bad API url")?;
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
+        bail!("API answered {}", text.lines().next().unwrap_or(""));
+    }
+    Ok(serde_json::from_str(body)?)
+}
+
+pub fn ramp(root: &Path, connections: u64) -> anyhow::Result<()> {
+    let status = Command::new(daemon(root))
+        .args([
+            "selftest",
+            "--listen",
+            "127.0.0.1:0",
+            "--connections",
+            &connections.to_string(),
+        ])
+        .args(["--json", "target/bench-ramp.json"])
+        .current_dir(root)
+        .status()?;
+    println!("(selftest exit {status}; details in target/bench-ramp.json)");
+    Ok(())
+}
