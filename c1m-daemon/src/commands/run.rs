@@ -33,13 +33,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<ExitCode> {
     // Bind first: a busy port fails before anything is attached.
     let listener = api::bind(args.listen).await?;
+    let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
     let api_addr = listener.local_addr()?;
     let mut sampler = Sampler::start(named, !args.no_children, args.attach)?;
     if let Some(logger) = sampler.probes.take_logger() {
         forward_kernel_logs(logger);
     }
     let (publish, latest) = tokio::sync::watch::channel(Snapshot::default());
-    let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
     api::serve_in_background(listener, latest, access)?;
 
     let probes = &sampler.probes;

@@ -191,6 +191,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     };
     let steps = options.steps.clamp(1, n);
     let listener = api::bind(options.listen).await?;
+    let access = api::access::Access::new(listener.local_addr()?, options.token.clone())?;
     let api_addr = listener.local_addr()?;
 
     // The echo server, planned for N.
@@ -219,7 +220,6 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let mut sampler = Sampler::start(vec![TargetProcess::resolve(pid)?], true, None)?;
     sampler.files_per_connection = 2.0;
     let (publish, latest) = watch::channel(Snapshot::default());
-    let access = api::access::Access::new(listener.local_addr()?, options.token.clone())?;
     api::serve_in_background(listener, latest, access)?;
     eprintln!(
         "c1m selftest: ramping the echo server (pid {pid}, {echo_workers} worker(s), {addr}) to {} \
