@@ -152,7 +152,13 @@ fn a_busy_api_port_is_one_clear_line_before_anything_is_attached() {
 #[test]
 fn serving_beyond_loopback_needs_a_token() {
     let output = daemon()
-        .args(["run", "--listen", "0.0.0.0:0", "--pid", &std::process::id().to_string()])
+        .args([
+            "run",
+            "--listen",
+            "0.0.0.0:0",
+            "--pid",
+            &std::process::id().to_string(),
+        ])
         .env_remove("C1M_TOKEN")
         .output()
         .unwrap();

@@ -99,7 +99,7 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         orphans: read_sysctl_u64("net.ipv4.tcp_max_orphans")
             .ok()
             .map(|max| (max, sockstat.get("TCP.orphan").copied().unwrap_or(0))),
-        threads: threads(cost.threads_marginal),
+        threads: threads(cost.threads_marginal, report.target.pids.first().copied()),
     }
 }
 
@@ -174,16 +174,68 @@ fn conntrack() -> Option<(u64, u64)> {
     (count > 0).then_some((max, count))
 }
 
-fn threads(per_connection: Option<f64>) -> Option<(u64, u64, f64)> {
-    let max = read_sysctl_u64("kernel.threads-max").ok()?;
-    // /proc/loadavg: "0.00 0.01 0.05 1/123 4567": 123 scheduling entities.
+/// Every bound on the number of threads the target could meet.
+fn threads(
+    per_connection: Option<f64>,
+    pid: Option<u32>,
+) -> Option<(f64, Vec<(String, u64, u64)>)> {
+    // /proc/loadavg: "0.00 0.01 0.05 1/123 4567": 123 threads on the box.
     let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let total = loadavg
+    let total: u64 = loadavg
         .split_whitespace()
         .nth(3)?
         .split('/')
         .nth(1)?
         .parse()
         .ok()?;
-    Some((max, total, per_connection.unwrap_or(0.0).max(0.0)))
+    let mut bounds = Vec::new();
+    for name in ["kernel.threads-max", "kernel.pid_max"] {
+        if let Ok(max) = read_sysctl_u64(name) {
+            bounds.push((name.to_owned(), max, total));
+        }
+    }
+    if let Some(pid) = pid
+        && let Ok(process) = procfs::process::Process::new(pid as i32)
+    {
+        let threads = process.stat().map_or(0, |s| s.num_threads.max(0) as u64);
+        if let Ok(limits) = process.limits()
+            && let procfs::process::LimitValue::Value(nproc) = limits.max_processes.soft_limit
+        {
+            // Counted per user; the target's own threads are a lower bound.
+            bounds.push(("RLIMIT_NPROC".to_owned(), nproc, threads));
+        }
+        if let Some((max, current)) = cgroup_pids(pid) {
+            bounds.push(("pids.max".to_owned(), max, current));
+        }
+    }
+    Some((per_connection.unwrap_or(0.0).max(0.0), bounds))
+}
+
+/// The target cgroup's pids.max and pids.current, when a limit is set.
+fn cgroup_pids(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let dirs: Vec<String> = if controllers.is_empty() {
+            vec![
+                format!("/sys/fs/cgroup{path}"),
+                format!("/sys/fs/cgroup/unified{path}"),
+            ]
+        } else if controllers.split(',').any(|c| c == "pids") {
+            vec![format!("/sys/fs/cgroup/pids{path}")]
+        } else {
+            continue;
+        };
+        for dir in dirs {
+            let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
+            if let Some(max) = read("pids.max").and_then(|m| m.trim().parse().ok()) {
+                let current = read("pids.current")
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(0);
+                return Some((max, current));
+            }
+        }
+    }
+    None
 }

@@ -85,8 +85,10 @@ pub struct CeilingInputs {
     pub listen_overflows: u64,
     /// (tcp_max_orphans, orphans now).
     pub orphans: Option<(u64, u64)>,
-    /// (threads-max, threads on the box, target threads per connection).
-    pub threads: Option<(u64, u64, f64)>,
+    /// Target threads per connection, and each bound on threads:
+    /// (source, limit, in use) for threads-max, pid_max, RLIMIT_NPROC,
+    /// the cgroup's pids.max.
+    pub threads: Option<(f64, Vec<(String, u64, u64)>)>,
 }
 
 /// A process that only supervises (few fds) accepts nothing: its fd
@@ -466,22 +468,25 @@ fn orphans(i: &CeilingInputs) -> Option<Limit> {
 }
 
 fn threads(i: &CeilingInputs) -> Option<Limit> {
-    let (max, now, per) = i.threads?;
-    let mut l = limit("threads", "sysctl kernel.threads-max".into());
+    let (per, bounds) = i.threads.clone()?;
+    // The bound with the least room left.
+    let (source, max, used) = bounds
+        .into_iter()
+        .min_by_key(|(_, max, used)| max.saturating_sub(*used))?;
+    let mut l = limit("threads", source.clone());
     l.value = Some(max as f64);
-    l.used = Some(now as f64);
+    l.used = Some(used as f64);
     // A thread per connection is a thread-per-connection server: then
     // threads bound the count. Below one per hundred, they do not.
     if per >= 0.01 {
         l.per_connection = Some(per);
-        l.max_connections = allowed(i.connections, max as f64 - now as f64, per);
-        l.explanation = format!("threads: {per:.2} per connection, threads-max {max}");
+        l.max_connections = allowed(i.connections, max as f64 - used as f64, per);
+        l.explanation = format!("threads: {per:.2} per connection, {source} {max}");
     } else {
         l.explanation = "threads do not grow with connections".into();
     }
     l.remedy = format!(
-        "use an event loop instead of a thread per connection, or sysctl -w kernel.threads-max={} (and kernel.pid_max, RLIMIT_NPROC, pids.max)",
-        max * 2
+        "use an event loop instead of a thread per connection, or raise {source} (kernel.threads-max, kernel.pid_max, RLIMIT_NPROC / LimitNPROC=, TasksMax= / pids.max)"
     );
     Some(l)
 }
@@ -617,10 +622,16 @@ mod tests {
     #[test]
     fn threads_bound_only_thread_per_connection_servers() {
         let mut i = base();
-        i.threads = Some((1000, 200, 0.0));
+        let bounds = vec![
+            ("kernel.threads-max".to_owned(), 100_000, 200),
+            ("pids.max".to_owned(), 1000, 200),
+        ];
+        i.threads = Some((0.0, bounds.clone()));
         assert_eq!(find(&analyze(&i), "threads").max_connections, None);
-        i.threads = Some((1000, 200, 1.0));
-        assert_eq!(find(&analyze(&i), "threads").max_connections, Some(1800));
+        i.threads = Some((1.0, bounds));
+        let l = find(&analyze(&i), "threads").clone();
+        assert_eq!(l.max_connections, Some(1800));
+        assert_eq!(l.source, "pids.max", "the tightest bound is named");
         assert_eq!(analyze(&i).binding.unwrap().name, "threads");
     }
 

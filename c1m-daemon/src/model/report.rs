@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use c1m_common::{
-    TCP_CLOSE, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT2, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+    TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
 };
 use serde::Serialize;
 
@@ -79,6 +80,10 @@ pub struct Connections {
     pub accepted_total: u64,
     pub connected_total: u64,
     pub closed_total: u64,
+    /// Closes without the FIN exchange: a reset received or sent, or an
+    /// abort (a socket leaving ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1
+    /// or CLOSE_WAIT straight for CLOSE).
+    pub reset_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +146,19 @@ pub fn open_connections(t: &TransitionCounts) -> u64 {
         .filter(|(state, _)| **state != "LISTEN")
         .map(|(_, n)| n)
         .sum()
+}
+
+fn abortive_closes(t: &TransitionCounts) -> u64 {
+    [
+        TCP_ESTABLISHED,
+        TCP_SYN_SENT,
+        TCP_SYN_RECV,
+        TCP_FIN_WAIT1,
+        TCP_CLOSE_WAIT,
+    ]
+    .iter()
+    .map(|&from| t.get(from, TCP_CLOSE))
+    .sum()
 }
 
 fn time_wait_entries(t: &TransitionCounts) -> u64 {
@@ -206,6 +224,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             accepted_total: t.get(TCP_SYN_RECV, TCP_ESTABLISHED),
             connected_total,
             closed_total: t.entered_state(TCP_CLOSE) - t.get(TCP_LISTEN, TCP_CLOSE),
+            reset_total: abortive_closes(t),
         },
         time_wait: TimeWait {
             current: time_wait_current,
@@ -443,6 +462,20 @@ pub mod tests {
         assert!((tw.per_second - 1000.0).abs() < 1e-9);
         assert!((tw.steady_state - 60_000.0).abs() < 1e-6);
         assert_eq!(report.connections.closed_total, 1500);
+        assert_eq!(report.connections.reset_total, 0);
+    }
+
+    #[test]
+    fn resets_are_closes_that_skip_the_fin_exchange() {
+        let slabs = slabs();
+        let mut s = sample(0.0, 10, 0);
+        s.transitions.add(TCP_ESTABLISHED, TCP_CLOSE, 3);
+        s.transitions.add(TCP_CLOSE_WAIT, TCP_CLOSE, 2);
+        s.transitions.add(TCP_CLOSE_WAIT, TCP_LAST_ACK, 4);
+        s.transitions.add(TCP_LAST_ACK, TCP_CLOSE, 4);
+        let report = build_report(&[s], ctx(&slabs));
+        assert_eq!(report.connections.reset_total, 5);
+        assert_eq!(report.connections.closed_total, 9);
     }
 
     #[test]
