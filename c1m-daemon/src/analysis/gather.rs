@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::limits::{CeilingInputs, ProcessLimits};
+use super::limits::{CeilingInputs, ProcessLimits, ThreadBound};
 use crate::{
     model::report::Report,
     system::{
@@ -175,10 +175,7 @@ fn conntrack() -> Option<(u64, u64)> {
 }
 
 /// Every bound on the number of threads the target could meet.
-fn threads(
-    per_connection: Option<f64>,
-    pid: Option<u32>,
-) -> Option<(f64, Vec<(String, u64, u64)>)> {
+fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<ThreadBound>)> {
     // /proc/loadavg: "0.00 0.01 0.05 1/123 4567": 123 threads on the box.
     let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
     let total: u64 = loadavg

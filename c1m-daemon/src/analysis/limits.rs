@@ -48,6 +48,9 @@ pub struct ProcessLimits {
     pub open_fds: u64,
 }
 
+/// A bound on threads: (source, limit, in use).
+pub type ThreadBound = (String, u64, u64);
+
 #[derive(Debug, Clone, Default)]
 pub struct CeilingInputs {
     pub connections: u64,
@@ -88,7 +91,7 @@ pub struct CeilingInputs {
     /// Target threads per connection, and each bound on threads:
     /// (source, limit, in use) for threads-max, pid_max, RLIMIT_NPROC,
     /// the cgroup's pids.max.
-    pub threads: Option<(f64, Vec<(String, u64, u64)>)>,
+    pub threads: Option<(f64, Vec<ThreadBound>)>,
 }
 
 /// A process that only supervises (few fds) accepts nothing: its fd
