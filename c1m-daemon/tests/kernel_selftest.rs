@@ -70,3 +70,48 @@ fn a_small_selftest_reaches_its_target_with_a_verdict_and_cleans_up() {
         "echo {echo} still runs"
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_selftest_and_everything_it_started() {
+    if !kernel_tests_allowed("selftest interrupt") {
+        return;
+    }
+    let mut child = daemon()
+        .args(["selftest", "--connections", "40000", "--steps", "4"])
+        .args(["--listen", "127.0.0.1:0", "--rate", "4000/s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard { child };
+    let line = stderr.wait_for(Duration::from_secs(30), "the ramp to start", |l| {
+        l.contains("ramping the echo server")
+    });
+    let echo: u32 = line
+        .split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no echo pid in {line:?}"));
+    stderr.wait_for(Duration::from_secs(30), "a step", |l| l.contains("step "));
+    guard.interrupt();
+    let mut guard = guard;
+    let started = std::time::Instant::now();
+    let status = guard.child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(4), "interrupted short of N");
+    let mut verdict = String::new();
+    std::io::Read::read_to_string(&mut { stdout }, &mut verdict).unwrap();
+    assert!(verdict.contains("Stopped at"), "{verdict}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{echo}")).exists(),
+        "echo {echo} still runs"
+    );
+}

@@ -152,3 +152,49 @@ fn load_refuses_bad_input_with_one_clear_line() {
     assert!(stdout.contains(r#""limit":"listener""#), "{stdout}");
     assert!(stdout.contains("ECONNREFUSED"), "{stdout}");
 }
+
+#[test]
+fn ctrl_c_stops_a_sharded_load_and_its_shards() {
+    let (_echo, line) = spawn_echo_args(&["--workers", "1"], &[]);
+    let mut child = daemon()
+        .args([
+            "load",
+            "--json",
+            "--target",
+            &address(&line),
+            "--connections",
+            "2000",
+        ])
+        .args(["--processes", "2", "--hold", "60s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = LineReader::new(child.stdout.take().unwrap());
+    let guard = ChildGuard { child };
+    lines.wait_for(Duration::from_secs(30), "the ramp", |l| {
+        l.contains(r#""event":"ramped""#)
+    });
+    let shards: Vec<u32> = std::fs::read_to_string(format!(
+        "/proc/{}/task/{}/children",
+        guard.pid(),
+        guard.pid()
+    ))
+    .unwrap()
+    .split_whitespace()
+    .map(|p| p.parse().unwrap())
+    .collect();
+    assert_eq!(shards.len(), 2, "two shard processes");
+    guard.interrupt();
+    let done = lines.wait_for(Duration::from_secs(30), "done", |l| {
+        l.contains(r#""event":"done""#)
+    });
+    let done: Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(done["peak_open"], 2000, "{done:#}");
+    std::thread::sleep(Duration::from_millis(500));
+    for shard in shards {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{shard}")).exists(),
+            "shard {shard} still runs"
+        );
+    }
+}

@@ -92,6 +92,7 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         tw_max_buckets: report.time_wait.max_buckets,
         tw_steady_state: report.time_wait.steady_state,
         tw_current: report.time_wait.current,
+        tw_entered: report.time_wait.entered_total,
         tw_overflows: moved("TcpExt.TCPTimeWaitOverflow"),
         conntrack: conntrack(),
         somaxconn: read_sysctl_u64("net.core.somaxconn").ok(),

@@ -81,6 +81,10 @@ pub struct CeilingInputs {
     pub tw_max_buckets: Option<u64>,
     pub tw_steady_state: f64,
     pub tw_current: u64,
+    /// TIME_WAIT entries caused by the target (its active closes).
+    pub tw_entered: u64,
+    /// `TCPTimeWaitOverflow` movement: namespace-wide, so it counts against
+    /// the target only when the target itself is entering TIME_WAIT.
     pub tw_overflows: u64,
     /// (nf_conntrack_max, nf_conntrack_count) when conntrack is tracking.
     pub conntrack: Option<(u64, u64)>,
@@ -377,8 +381,9 @@ fn time_wait_buckets(i: &CeilingInputs) -> Limit {
     if let Some(max) = i.tw_max_buckets {
         l.value = Some(max as f64);
         l.used = Some(i.tw_current as f64);
-        l.exceeded = i.tw_overflows > 0 || i.tw_steady_state >= max as f64;
-        l.explanation = if i.tw_overflows > 0 {
+        let overflowing = i.tw_overflows > 0 && i.tw_entered > 0;
+        l.exceeded = overflowing || i.tw_steady_state >= max as f64;
+        l.explanation = if overflowing {
             format!(
                 "TIME_WAIT buckets: {} sockets dropped (TCPTimeWaitOverflow), tcp_max_tw_buckets {max}",
                 i.tw_overflows
@@ -604,6 +609,9 @@ mod tests {
     fn a_limit_being_hit_binds_before_any_count() {
         let mut i = base();
         i.tw_overflows = 12;
+        // Overflows caused by others (the target closes nothing first).
+        assert!(!find(&analyze(&i), "time_wait_buckets").exceeded);
+        i.tw_entered = 500;
         let c = analyze(&i);
         assert_eq!(c.binding.as_ref().unwrap().name, "time_wait_buckets");
         assert!(c.verdict.contains("being hit now"), "{}", c.verdict);

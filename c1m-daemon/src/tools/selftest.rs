@@ -460,13 +460,16 @@ fn verdict_text(
         c.fds_marginal.or(c.fds).unwrap_or(0.0),
         load_user_bytes.map_or("unknown".into(), |b| ByteSize(b).to_string())
     ));
-    let projected = |c: &Ceiling| match &c.binding {
-        Some(b) => format!(
-            "{} ({})",
-            b.max_connections.map_or("being hit".into(), human_count),
-            b.name
-        ),
-        None => "unknown".into(),
+    // The count each projection allows: its tightest counted limit (a rate
+    // limit being hit, like TIME_WAIT overflow, does not cap a count).
+    let projected = |c: &Ceiling| {
+        c.limits
+            .iter()
+            .find_map(|l| {
+                l.max_connections
+                    .map(|n| format!("{} ({})", human_count(n), l.name))
+            })
+            .unwrap_or_else(|| "unknown".into())
     };
     lines.push(format!(
         "Projected for this box: {} with both ends local, {} for the server alone.",
