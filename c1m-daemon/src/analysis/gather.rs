@@ -73,12 +73,7 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         nr_open: read_sysctl_u64("fs.nr_open").ok(),
         files_allocated: file_nr.map(|[allocated, _, _]| allocated),
         file_max: read_sysctl_u64("fs.file-max").ok(),
-        file_max_exempt: !report.target.pids.is_empty()
-            && report
-                .target
-                .pids
-                .iter()
-                .all(|&pid| Privileges::of_process(pid).is_some_and(|p| p.cap_sys_admin)),
+        file_max_exempt: file_max_exempt(&report.target.pids),
         mem_available: meminfo.as_ref().and_then(|m| m.mem_available),
         mem_reclaimable_slab: meminfo.as_ref().and_then(|m| m.s_reclaimable),
         cgroup_memory: report
@@ -102,6 +97,16 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
             .map(|max| (max, sockstat.get("TCP.orphan").copied().unwrap_or(0))),
         threads: threads(cost.threads_marginal, report.target.pids.first().copied()),
     }
+}
+
+/// Whether every target process (that can still be read) has
+/// CAP_SYS_ADMIN, which the kernel exempts from fs.file-max.
+fn file_max_exempt(pids: &[u32]) -> bool {
+    let privileges: Vec<Privileges> = pids
+        .iter()
+        .filter_map(|&p| Privileges::of_process(p))
+        .collect();
+    !privileges.is_empty() && privileges.iter().all(|p| p.cap_sys_admin)
 }
 
 fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {

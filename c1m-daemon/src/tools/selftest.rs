@@ -356,6 +356,8 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         .collect();
     let load_user: u64 = load_pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum();
     let load_user_bytes = (held > 0).then(|| load_user / held);
+    // The limits as they stand with every connection still open.
+    let inputs = sampler.ceiling_inputs(&report);
 
     for load in &loads {
         terminate(&load.child);
@@ -366,7 +368,6 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     terminate(&echo.child);
     let _ = tokio::time::timeout(Duration::from_secs(30), echo.child.wait()).await;
 
-    let inputs = sampler.ceiling_inputs(&report);
     let mut server_only = inputs.clone();
     server_only.processes.clear();
     server_only.files_per_connection = 1.0;
