@@ -94,3 +94,44 @@ fn report_counts_a_ramp_and_prices_each_connection() {
     assert!(json["drops"].as_object().unwrap().values().all(|v| v == 0));
     drop(held);
 }
+
+/// c1m runs as an ordinary user with CAP_BPF + CAP_PERFMON (+ CAP_SYS_PTRACE
+/// to read another user's process, CAP_DAC_READ_SEARCH for /proc/slabinfo)
+/// instead of root.
+#[test]
+fn report_runs_with_capabilities_instead_of_root() {
+    if !kernel_tests_allowed("least privilege") {
+        return;
+    }
+    let (target, addr) = spawn_echo();
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"x").unwrap();
+            s.read_exact(&mut [0u8; 1]).unwrap();
+            s
+        })
+        .collect();
+    let caps = "+bpf,+perfmon,+sys_ptrace,+dac_read_search";
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(DAEMON)
+        .args(["report", "--json", "--duration", "300ms", "--pid"])
+        .arg(target.pid().to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["connections"]["current"], 20, "{json:#}");
+    assert!(
+        json["cost_per_connection"]["kernel_bytes"]
+            .as_u64()
+            .unwrap()
+            > 1000,
+        "{json:#}"
+    );
+    drop(held);
+}
