@@ -14,30 +14,14 @@ use common::*;
 use serde_json::Value;
 
 fn echo_in(prefix: &[&str], args: &[&str]) -> (ChildGuard, String) {
-    let mut command = Command::new(prefix[0]);
-    command.args(&prefix[1..]).arg(DAEMON);
-    let mut child = command
-        .args(["echo", "--listen", "127.0.0.1:0", "--workers", "1"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = LineReader::new(child.stdout.take().unwrap());
-    let guard = ChildGuard { child };
-    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
-    (guard, line.split_whitespace().nth(4).unwrap().to_owned())
+    let mut all = vec!["--workers", "1"];
+    all.extend(args);
+    let (guard, line) = spawn_echo_in(prefix, &all);
+    (guard, echo_address(&line).to_string())
 }
 
-fn report_json(prefix: &[&str], args: &[&str]) -> Value {
-    let mut command = match prefix {
-        [] => daemon(),
-        [first, rest @ ..] => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(DAEMON);
-            c
-        }
-    };
-    let output = command
+fn report_json(args: &[&str]) -> Value {
+    let output = daemon()
         .args(["report", "--json"])
         .args(args)
         .output()
@@ -85,10 +69,7 @@ fn a_lowered_fd_limit_binds_at_about_its_value() {
         .unwrap();
     let _load = ChildGuard { child: load };
     std::thread::sleep(Duration::from_secs(4));
-    let report = report_json(
-        &[],
-        &["--duration", "500ms", "--pid", &echo.pid().to_string()],
-    );
+    let report = report_json(&["--duration", "500ms", "--pid", &echo.pid().to_string()]);
     let held = report["connections"]["current"].as_u64().unwrap();
     let b = binding(&report);
     assert_eq!(b["name"], "nofile", "{report:#}");

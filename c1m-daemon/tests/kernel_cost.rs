@@ -6,8 +6,7 @@ mod common;
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    process::Stdio,
+    net::TcpStream,
     time::Duration,
 };
 
@@ -15,22 +14,6 @@ use common::*;
 use serde_json::Value;
 
 const STATE_BYTES: f64 = 16384.0;
-
-fn spawn_echo_with(args: &[&str]) -> (ChildGuard, SocketAddr) {
-    let mut child = daemon()
-        .args(["echo", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning c1m-daemon echo");
-    let lines = LineReader::new(child.stdout.take().unwrap());
-    let guard = ChildGuard { child };
-    let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
-        l.contains("listening on")
-    });
-    let addr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
-    (guard, addr)
-}
 
 /// What c1m counts as a process's own memory: Pss_Anon + Pss_Shmem.
 fn pss_bytes(pid: u32) -> f64 {
@@ -57,7 +40,8 @@ fn user_bytes_per_connection_match_what_the_server_allocates() {
     if !kernel_tests_allowed("user bytes") {
         return;
     }
-    let (echo, addr) = spawn_echo_with(&["--workers", "1", "--state-bytes", "16KiB"]);
+    let (echo, line) = spawn_echo_in(&[], &["--workers", "1", "--state-bytes", "16KiB"]);
+    let addr = echo_address(&line);
     let baseline = pss_bytes(echo.pid());
     let (_run, _lines, api) = spawn_run_with_api(echo.pid(), &[]);
 
@@ -110,15 +94,8 @@ fn ipv6_connections_are_counted_and_priced_as_ipv6_sockets() {
         return;
     };
     drop(probe);
-    let mut child = daemon()
-        .args(["echo", "--listen", "[::1]:0", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = LineReader::new(child.stdout.take().unwrap());
-    let echo = ChildGuard { child };
-    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
-    let addr: SocketAddr = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+    let (echo, line) = spawn_echo_in(&[], &["--listen", "[::1]:0", "--workers", "1"]);
+    let addr = echo_address(&line);
     let (_run, _lines, api) = spawn_run_with_api(echo.pid(), &[]);
     let held: Vec<TcpStream> = (0..50)
         .map(|_| {

@@ -6,7 +6,6 @@ mod common;
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    process::Stdio,
     time::Duration,
 };
 
@@ -19,26 +18,11 @@ fn report_counts_a_ramp_and_prices_each_connection() {
         return;
     }
     let (target, addr) = spawn_echo();
-    let mut child = daemon()
-        .args([
-            "report",
-            "--json",
-            "--duration",
-            "3s",
-            "--interval",
-            "250ms",
-        ])
-        .args(["--pid", &target.pid().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
-    let stdout = child.stdout.take().unwrap();
-    let report = ChildGuard { child };
-    stderr.wait_for(Duration::from_secs(30), "report to attach", |l| {
-        l.contains("attached")
-    });
+    let pid = target.pid().to_string();
+    let (report, stdout) = spawn_report(
+        &[],
+        &["--duration", "3s", "--interval", "250ms", "--pid", &pid],
+    );
 
     let mut held = Vec::new();
     for _ in 0..3 {

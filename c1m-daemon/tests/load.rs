@@ -8,30 +8,8 @@ use std::{process::Stdio, time::Duration};
 use common::*;
 use serde_json::Value;
 
-fn spawn_echo_args(args: &[&str], prefix: &[&str]) -> (ChildGuard, String) {
-    let mut command = if prefix.is_empty() {
-        daemon()
-    } else {
-        let mut c = std::process::Command::new(prefix[0]);
-        c.args(&prefix[1..]).arg(DAEMON);
-        c
-    };
-    let mut child = command
-        .args(["echo", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawning echo");
-    let lines = LineReader::new(child.stdout.take().unwrap());
-    let guard = ChildGuard { child };
-    let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
-        l.contains("listening on")
-    });
-    (guard, line)
-}
-
 fn address(line: &str) -> String {
-    line.split_whitespace().nth(4).unwrap().to_owned()
+    echo_address(line).to_string()
 }
 
 /// Run `load --json` to the end; (exit code, the `done` line).
@@ -58,7 +36,7 @@ fn load(args: &[&str]) -> (Option<i32>, Value) {
 #[test]
 fn thirty_thousand_connections_shard_both_sides_and_all_echo() {
     // Past 20000 fds per process (RLIMIT_NOFILE here) on both sides.
-    let (_echo, line) = spawn_echo_args(&["--connections", "30000"], &[]);
+    let (_echo, line) = spawn_echo_in(&[], &["--connections", "30000"]);
     assert!(line.contains("workers"), "{line}");
     let workers: u64 = line
         .split_whitespace()
@@ -95,9 +73,9 @@ fn thirty_thousand_connections_shard_both_sides_and_all_echo() {
 
 #[test]
 fn a_server_at_its_fd_limit_is_named_as_the_limit() {
-    let (echo, line) = spawn_echo_args(
-        &["--workers", "1"],
+    let (echo, line) = spawn_echo_in(
         &["prlimit", "--nofile=1000:1000", "--"],
+        &["--workers", "1"],
     );
     let (code, done) = load(&[
         "--target",
@@ -155,7 +133,7 @@ fn load_refuses_bad_input_with_one_clear_line() {
 
 #[test]
 fn ctrl_c_stops_a_sharded_load_and_its_shards() {
-    let (_echo, line) = spawn_echo_args(&["--workers", "1"], &[]);
+    let (_echo, line) = spawn_echo_in(&[], &["--workers", "1"]);
     let mut child = daemon()
         .args([
             "load",

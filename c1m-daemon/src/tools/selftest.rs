@@ -10,7 +10,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
+    process::{Child, ChildStdout},
     signal::unix::{SignalKind, signal},
     sync::watch,
 };
@@ -36,6 +36,7 @@ use crate::{
         memory::pss_bytes, process::TargetProcess, process::descendants,
         sysctl::read_sysctl_numbers,
     },
+    tools::child::{spawn_self, terminate},
 };
 
 pub struct SelftestOptions {
@@ -144,37 +145,13 @@ struct Started {
     lines: Lines<BufReader<ChildStdout>>,
 }
 
-fn spawn_self(args: &[String]) -> anyhow::Result<Started> {
-    let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    // SAFETY: only prctl between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt as _;
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let mut child = Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting c1m-daemon {}", args.join(" ")))?;
+fn start(args: &[String]) -> anyhow::Result<Started> {
+    let mut child = spawn_self(args, |_| {})?;
     let stdout = child.stdout.take().expect("piped");
     Ok(Started {
         child,
         lines: BufReader::new(stdout).lines(),
     })
-}
-
-fn terminate(child: &Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
 }
 
 async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
@@ -195,7 +172,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let api_addr = listener.local_addr()?;
 
     // The echo server, planned for N.
-    let mut echo = spawn_self(&[
+    let mut echo = start(&[
         "echo".into(),
         "--listen".into(),
         "127.0.0.1:0".into(),
@@ -296,7 +273,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         if let Some(rate) = options.rate {
             args.extend(["--rate".to_owned(), rate.to_string()]);
         }
-        loads.push(spawn_self(&args)?);
+        loads.push(start(&args)?);
         let load = loads.last_mut().expect("just pushed");
         loop {
             tokio::select! {

@@ -117,23 +117,70 @@ impl LineReader {
 
 /// Start `c1m-daemon echo` on a free loopback port.
 pub fn spawn_echo() -> (ChildGuard, SocketAddr) {
-    let mut child = daemon()
-        .args(["echo", "--listen", "127.0.0.1:0"])
+    let (guard, line) = spawn_echo_in(&[], &[]);
+    (guard, echo_address(&line))
+}
+
+/// `c1m-daemon <args>`, run through `prefix` (e.g. `prlimit ... --` or
+/// `ip netns exec NAME`) when one is given.
+pub fn daemon_in(prefix: &[&str]) -> Command {
+    match prefix {
+        [] => daemon(),
+        [first, rest @ ..] => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(DAEMON);
+            command
+        }
+    }
+}
+
+/// Start `c1m-daemon echo <args>` (through `prefix`; on 127.0.0.1:0 unless
+/// `args` has a `--listen`) and return it with its first line (`c1m echo
+/// listening on ADDR (pid N) with K workers`).
+pub fn spawn_echo_in(prefix: &[&str], args: &[&str]) -> (ChildGuard, String) {
+    let mut command = daemon_in(prefix);
+    command.arg("echo");
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawning c1m-daemon echo");
-    let stdout = child.stdout.take().unwrap();
+    let lines = LineReader::new(child.stdout.take().unwrap());
     let guard = ChildGuard { child };
-    let lines = LineReader::new(stdout);
     let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
         l.contains("listening on")
     });
-    let addr = line
-        .split_whitespace()
+    (guard, line)
+}
+
+/// The address in the echo server's first line.
+pub fn echo_address(line: &str) -> SocketAddr {
+    line.split_whitespace()
         .nth(4)
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (guard, addr)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// Start `c1m-daemon report --json <args>` (through `prefix`), wait until it
+/// has attached, and return it with its stdout (the report, at the end).
+pub fn spawn_report(prefix: &[&str], args: &[&str]) -> (ChildGuard, std::process::ChildStdout) {
+    let mut child = daemon_in(prefix)
+        .args(["report", "--json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning c1m-daemon report");
+    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard { child };
+    stderr.wait_for(Duration::from_secs(30), "report to attach", |l| {
+        l.contains("attached")
+    });
+    (guard, stdout)
 }
 
 /// A plain HTTP/1.0 GET on loopback: (status code, body).

@@ -5,18 +5,18 @@
 use std::{
     net::TcpListener,
     os::{fd::AsRawFd as _, unix::process::CommandExt as _},
-    process::Stdio,
 };
 
 use anyhow::Context as _;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
+    process::Child,
     signal::unix::{SignalKind, signal},
     task::JoinSet,
 };
 
 use super::worker::WorkerTotals;
+use crate::tools::child::spawn_self;
 
 pub fn run(
     listener: TcpListener,
@@ -90,29 +90,29 @@ fn spawn_worker(
     close_after_echo: bool,
 ) -> anyhow::Result<Child> {
     let fd = listener.as_raw_fd();
-    let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
-    let mut command = std::process::Command::new(exe);
-    command
-        .args(["echo", "--worker-fd", &fd.to_string()])
-        .args(["--state-bytes", &state_bytes.to_string()])
-        .args(close_after_echo.then_some("--close-after-echo"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-    // SAFETY: between fork and exec only async-signal-safe calls: fcntl and
-    // prctl on our own fds/process.
-    unsafe {
-        command.pre_exec(move || {
-            // Let the worker inherit the listener across exec.
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            // A worker never outlives its supervisor, even if it is killed.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
+    let state_bytes = state_bytes.to_string();
+    let fd_text = fd.to_string();
+    let mut args = vec![
+        "echo",
+        "--worker-fd",
+        &fd_text,
+        "--state-bytes",
+        &state_bytes,
+    ];
+    if close_after_echo {
+        args.push("--close-after-echo");
     }
-    let mut command = Command::from(command);
-    command.kill_on_drop(true);
-    Ok(command.spawn()?)
+    spawn_self(args, |command| {
+        // SAFETY: between fork and exec only fcntl on an fd we own.
+        unsafe {
+            command.pre_exec(move || {
+                // Let the worker inherit the listener across exec.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                Ok(())
+            });
+        }
+    })
 }
 
 /// Wait for a worker to exit and read its totals (its last stdout line).

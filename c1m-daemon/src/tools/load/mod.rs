@@ -14,7 +14,7 @@ pub mod source_ips;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -39,6 +39,7 @@ use crate::{
         limits::read_rlimit_nofile, netstat::read_netstat, process::descendants,
         sysctl::read_sysctl_numbers,
     },
+    tools::child::spawn_self,
 };
 
 /// fds a load process keeps for itself.
@@ -330,28 +331,12 @@ fn stop_all(stop: &watch::Sender<bool>, shards: &Shards) {
 }
 
 fn spawn_children(plans: &[ShardPlan]) -> anyhow::Result<Shards> {
-    let exe = std::env::current_exe().context("finding c1m-daemon's own binary")?;
     let mut latest = Vec::new();
     let mut pids = Vec::new();
     let mut running = tokio::task::JoinSet::new();
     for (index, plan) in plans.iter().enumerate() {
-        let mut command = std::process::Command::new(&exe);
-        command
-            .args(["load", "--shard-plan", &serde_json::to_string(plan)?])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        // SAFETY: only prctl between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt as _;
-            command.pre_exec(|| {
-                // A shard never outlives the coordinator.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = tokio::process::Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
+        let plan = serde_json::to_string(plan)?;
+        let mut child = spawn_self(["load", "--shard-plan", &plan], |_| {})
             .with_context(|| format!("starting load shard {index}"))?;
         pids.push(child.id().unwrap_or(0));
         let (publish, receiver) = watch::channel(ShardProgress::default());
