@@ -270,6 +270,81 @@ fn http_get_json(url: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(body)?)
 }
 
+/// N connections held for `minutes` with `run` sampling every second:
+/// the daemon's RSS over time, the gaps between its samples, its drops.
+pub fn soak(root: &Path, connections: u64, minutes: u64) -> anyhow::Result<()> {
+    let (_echo, addr, pid) = echo(root, connections + connections / 10)?;
+    let mut load = Guard(
+        Command::new(daemon(root))
+            .args([
+                "load",
+                "--target",
+                &addr,
+                "--connections",
+                &connections.to_string(),
+            ])
+            .args(["--hold", &format!("{}s", minutes * 60 + 600)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let mut child = Command::new(daemon(root))
+        .args([
+            "run",
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+        ])
+        .args(["--pid", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let daemon_pid = child.id();
+    let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let watcher = Guard(child);
+    let started = Instant::now();
+    let end = Duration::from_secs(minutes * 60);
+    let (mut last_ms, mut max_gap_ms, mut samples, mut rss_warm, mut rss_max) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut drops = serde_json::Value::Null;
+    let mut connections_seen = 0;
+    for line in lines {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line?) else {
+            continue;
+        };
+        if event["event"] != "sample" {
+            continue;
+        }
+        let ms = event["elapsed_ms"].as_u64().unwrap_or(0);
+        samples += 1;
+        connections_seen = event["connections"].as_u64().unwrap_or(0);
+        if connections_seen >= connections && rss_warm == 0 {
+            rss_warm = rss_bytes(daemon_pid);
+        } else if rss_warm > 0 {
+            max_gap_ms = max_gap_ms.max(ms - last_ms);
+            rss_max = rss_max.max(rss_bytes(daemon_pid));
+        }
+        last_ms = ms;
+        drops = event["drops"].clone();
+        if started.elapsed() >= end {
+            break;
+        }
+    }
+    drop(watcher);
+    // SAFETY: SIGTERM to our own child.
+    unsafe { libc::kill(load.0.id() as i32, libc::SIGTERM) };
+    let _ = load.0.wait();
+    println!(
+        "held {connections_seen} connections for {minutes} min with run sampling (interval 1s, stretched to 5x a slow sample)"
+    );
+    println!("samples: {samples}; longest gap after warm-up: {max_gap_ms} ms");
+    println!("daemon RSS after warm-up: {rss_warm} bytes, highest later: {rss_max} bytes");
+    println!("drops at the end: {drops}");
+    Ok(())
+}
+
 pub fn ramp(root: &Path, connections: u64) -> anyhow::Result<()> {
     let status = Command::new(daemon(root))
         .args([

@@ -45,7 +45,8 @@ enum Task {
     },
     /// Benchmarks that print numbers: `overhead` (churn rate with and
     /// without c1m), `scale` (sample time and daemon memory at N
-    /// connections), `ramp` (selftest to N).
+    /// connections), `ramp` (selftest to N), `soak` (N held for --minutes
+    /// with run sampling: RSS, sample gaps, drops).
     Bench {
         #[arg(value_enum)]
         what: BenchKind,
@@ -55,6 +56,9 @@ enum Task {
         /// Seconds of churn per measurement for `overhead`.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Minutes to hold for `soak`.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
     },
     /// Build (release) and run `c1m-daemon selftest` with these arguments:
     /// ramp the bundled echo server as far as this box allows.
@@ -77,6 +81,7 @@ enum BenchKind {
     Overhead,
     Scale,
     Ramp,
+    Soak,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +125,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             what,
             connections,
             seconds,
+            minutes,
         } => {
             setup::ensure_build_prerequisites()?;
             cargo(Command::new("cargo").args(["build", "--release", "--package", "c1m-daemon"]))?;
@@ -128,6 +134,7 @@ fn run(task: Task) -> anyhow::Result<()> {
                 BenchKind::Overhead => bench::overhead(&root, seconds),
                 BenchKind::Scale => bench::scale(&root, connections),
                 BenchKind::Ramp => bench::ramp(&root, connections),
+                BenchKind::Soak => bench::soak(&root, connections, minutes),
             }
         }
         Task::Selftest { args } => {
