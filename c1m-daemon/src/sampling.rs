@@ -14,6 +14,7 @@ use crate::{
         CeilingInputs, analyze,
         gather::{GatherContext, gather},
     },
+    api::DaemonInfo,
     ebpf::probes::{AttachMode, Probes},
     model::report::{Context, Report, Sample, build_report},
     system::{
@@ -161,7 +162,42 @@ impl Sampler {
         })
     }
 
+    /// c1m's own state, for the API's `daemon` section.
+    pub fn daemon_info(&self, interval: std::time::Duration, samples: u64) -> DaemonInfo {
+        let (rss_bytes, cpu_seconds) = own_usage();
+        DaemonInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            attach_mode: self.probes.attach_mode.to_string(),
+            children: self.probes.children.clone().map(str::to_owned),
+            scans: match self.probes.scans_unavailable() {
+                Some(why) => Err(why.to_owned()),
+                None => Ok(()),
+            },
+            interval_ms: interval.as_millis() as u64,
+            samples,
+            rss_bytes,
+            cpu_seconds,
+        }
+    }
+
     pub fn elapsed(&self) -> std::time::Duration {
         self.started.elapsed()
     }
+}
+
+/// The daemon's own resident bytes and CPU seconds (user + system).
+fn own_usage() -> (u64, f64) {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return (0, 0.0);
+    };
+    let ticks = procfs::ticks_per_second() as f64;
+    let rss = me
+        .statm()
+        .map(|m| m.resident * procfs::page_size())
+        .unwrap_or(0);
+    let cpu = me
+        .stat()
+        .map(|s| (s.utime + s.stime) as f64 / ticks)
+        .unwrap_or(0.0);
+    (rss, cpu)
 }

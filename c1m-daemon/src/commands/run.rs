@@ -13,7 +13,7 @@ use tokio::{
 
 use super::EXIT_TARGET_GONE;
 use crate::{
-    api::{self, DaemonInfo, Snapshot},
+    api::{self, Snapshot},
     cli::RunArgs,
     ebpf::probes::KernelLogger,
     model::{report::Report, transitions::TransitionCounts},
@@ -99,7 +99,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         print_sample(args.json, sampler.elapsed(), &report, &totals, &previous);
         publish.send_replace(Snapshot {
             report: Some(Arc::new(report)),
-            daemon: Some(daemon_info(&sampler, args, samples_taken)),
+            daemon: Some(sampler.daemon_info(args.interval, samples_taken)),
             selftest: None,
         });
         previous = totals;
@@ -116,40 +116,6 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
             return Ok(ExitCode::from(EXIT_TARGET_GONE));
         }
     }
-}
-
-fn daemon_info(sampler: &Sampler, args: &RunArgs, samples: u64) -> DaemonInfo {
-    let me = own_usage();
-    DaemonInfo {
-        version: env!("CARGO_PKG_VERSION"),
-        attach_mode: sampler.probes.attach_mode.to_string(),
-        children: sampler.probes.children.clone().map(str::to_owned),
-        scans: match sampler.probes.scans_unavailable() {
-            Some(why) => Err(why.to_owned()),
-            None => Ok(()),
-        },
-        interval_ms: args.interval.as_millis() as u64,
-        samples,
-        rss_bytes: me.0,
-        cpu_seconds: me.1,
-    }
-}
-
-/// The daemon's own resident bytes and CPU seconds (user + system).
-fn own_usage() -> (u64, f64) {
-    let Ok(me) = procfs::process::Process::myself() else {
-        return (0, 0.0);
-    };
-    let ticks = procfs::ticks_per_second() as f64;
-    let rss = me
-        .statm()
-        .map(|m| m.resident * procfs::page_size())
-        .unwrap_or(0);
-    let cpu = me
-        .stat()
-        .map(|s| (s.utime + s.stime) as f64 / ticks)
-        .unwrap_or(0.0);
-    (rss, cpu)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -228,16 +228,18 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         failures: Default::default(),
     };
     let interval = options.interval;
-    let publish_report = |sampler: &mut Sampler,
-                          progress: &Progress,
-                          next_sample: &mut tokio::time::Instant|
+    let mut samples_taken = 0u64;
+    let mut publish_report = |sampler: &mut Sampler,
+                              progress: &Progress,
+                              next_sample: &mut tokio::time::Instant|
      -> anyhow::Result<()> {
         let started = tokio::time::Instant::now();
         sampler.sample()?;
+        samples_taken += 1;
         let report = sampler.report()?;
         publish.send_replace(Snapshot {
             report: Some(Arc::new(report)),
-            daemon: None,
+            daemon: Some(sampler.daemon_info(interval, samples_taken)),
             selftest: Some(serde_json::to_value(progress)?),
         });
         *next_sample = started + interval.max(started.elapsed() * 5);
