@@ -139,45 +139,6 @@ fn a_full_accept_queue_binds_as_the_accept_backlog() {
     let _ = TcpStream::connect(addr);
 }
 
-/// A network namespace for one test, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Option<Netns> {
-        let name = format!("c1m-test-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            return None;
-        }
-        let ns = Netns(name);
-        ns.run(&["ip", "link", "set", "lo", "up"]);
-        Some(ns)
-    }
-
-    fn run(&self, command: &[&str]) {
-        let status = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(command)
-            .status()
-            .unwrap();
-        assert!(status.success(), "{command:?} in {}", self.0);
-    }
-
-    fn prefix(&self) -> Vec<&str> {
-        vec!["ip", "netns", "exec", &self.0]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 #[test]
 fn narrowed_ports_with_one_source_ip_bind_the_load_side() {
     if !kernel_tests_allowed("ephemeral ports") {

@@ -1,18 +1,17 @@
 //! Kernel test: TIME_WAIT is counted for the side that closes first. The
 //! echo server is the target; `load --churn` connects, exchanges and closes,
-//! with either side closing first.
+//! with either side closing first. Both run in a network namespace of the
+//! test's own, so TIME_WAIT buckets filled by others cannot interfere.
 
 mod common;
-
-use std::{process::Stdio, time::Duration};
 
 use common::*;
 use serde_json::Value;
 
-/// TIME_WAIT sockets on this box whose remote port is `port` (the client
-/// side of connections to a server on `port`).
-fn client_time_waits(port: u16) -> u64 {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+/// TIME_WAIT sockets in `ns` whose remote port is `port` (the client side
+/// of connections to a server on `port`).
+fn client_time_waits(ns: &Netns, port: u16) -> u64 {
+    let table = ns.output(&["cat", "/proc/net/tcp"]);
     table
         .lines()
         .skip(1)
@@ -25,42 +24,20 @@ fn client_time_waits(port: u16) -> u64 {
 }
 
 /// Churn against an echo server watched by `report`; (report, load's done line).
-fn churn(close: &str) -> (Value, Value) {
-    let mut echo_args = vec!["echo", "--listen", "127.0.0.1:0", "--workers", "1"];
+fn churn(ns: &Netns, close: &str) -> (Value, Value) {
+    let mut echo_args = vec!["--workers", "1"];
     if close == "server" {
         echo_args.push("--close-after-echo");
     }
-    let mut child = daemon()
-        .args(&echo_args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = LineReader::new(child.stdout.take().unwrap());
-    let echo = ChildGuard { child };
-    let line = lines.wait_for(Duration::from_secs(10), "echo", |l| l.contains("listening"));
-    let addr = line.split_whitespace().nth(4).unwrap().to_owned();
-
-    let mut child = daemon()
-        .args([
-            "report",
-            "--json",
-            "--duration",
-            "4s",
-            "--interval",
-            "250ms",
-        ])
-        .args(["--pid", &echo.pid().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = LineReader::new_stderr(child.stderr.take().unwrap());
-    let stdout = child.stdout.take().unwrap();
-    let _report = ChildGuard { child };
-    stderr.wait_for(Duration::from_secs(30), "report to attach", |l| {
-        l.contains("attached")
-    });
-    let output = daemon()
+    let (echo, line) = spawn_echo_in(&ns.prefix(), &echo_args);
+    let addr = echo_address(&line).to_string();
+    let pid = echo.pid().to_string();
+    // Run from the host: c1m enters the target's namespace by itself.
+    let (_report, stdout) = spawn_report(
+        &[],
+        &["--duration", "4s", "--interval", "250ms", "--pid", &pid],
+    );
+    let output = daemon_in(&ns.prefix())
         .args([
             "load", "--json", "--churn", "--close", close, "--target", &addr,
         ])
@@ -89,7 +66,8 @@ fn time_wait_stays_with_the_side_that_closes_first() {
     if !kernel_tests_allowed("TIME_WAIT") {
         return;
     }
-    let (report, done) = churn("server");
+    let ns = Netns::new("churn").expect("ip netns add (iproute2, root)");
+    let (report, done) = churn(&ns, "server");
     let churned = done["totals"]["closed_total"].as_u64().unwrap();
     assert!(churned > 100, "{done:#}");
     assert!(
@@ -109,7 +87,7 @@ fn time_wait_stays_with_the_side_that_closes_first() {
     assert_eq!(tw["current_source"], "scan", "{report:#}");
     assert!(tw["per_second"].as_f64().is_some());
 
-    let (report, done) = churn("client");
+    let (report, done) = churn(&ns, "client");
     let churned = done["totals"]["closed_total"].as_u64().unwrap();
     let port: u16 = done["target"]
         .as_str()
@@ -130,7 +108,7 @@ fn time_wait_stays_with_the_side_that_closes_first() {
     );
     assert_eq!(report["time_wait"]["current"], 0, "{report:#}");
     assert!(
-        client_time_waits(port) >= churned,
+        client_time_waits(&ns, port) >= churned,
         "the clients keep the TIME_WAIT sockets"
     );
 }

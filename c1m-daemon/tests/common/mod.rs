@@ -242,3 +242,53 @@ pub fn spawn_run_with_api(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader, 
     });
     (guard, lines, api_addr(&attached))
 }
+
+/// A network namespace for one test, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Option<Netns> {
+        let name = format!("c1m-test-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    pub fn run(&self, command: &[&str]) {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(command)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command:?} in {}", self.0);
+    }
+
+    pub fn prefix(&self) -> Vec<&str> {
+        vec!["ip", "netns", "exec", &self.0]
+    }
+
+    /// A command's stdout, run inside the namespace.
+    pub fn output(&self, command: &[&str]) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{command:?} in {}", self.0);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
