@@ -62,7 +62,10 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
             .filter(|m| *m > 0.0)
             .or(cost.user_bytes.map(|b| b as f64)),
         buffer_bytes: cost.kernel_breakdown.get("buffers").map(|b| *b as f64),
-        fds_per_connection: cost.fds_marginal.filter(|f| *f > 0.5).unwrap_or(1.0),
+        // Every connection a server holds is at least one fd; a slope below
+        // one is samples taken while connections waited in the accept queue,
+        // and would promise more connections than the fd limit allows.
+        fds_per_connection: cost.fds_marginal.unwrap_or(1.0).max(1.0),
         files_per_connection: ctx.files_per_connection,
         processes: report
             .target
