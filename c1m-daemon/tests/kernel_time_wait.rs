@@ -70,6 +70,7 @@ fn time_wait_stays_with_the_side_that_closes_first() {
     let (report, done) = churn(&ns, "server");
     let churned = done["totals"]["closed_total"].as_u64().unwrap();
     assert!(churned > 100, "{done:#}");
+    assert!(done["elapsed_seconds"].as_f64().unwrap() >= 1.5, "{done:#}");
     assert!(
         done["totals"]["failures"].as_object().unwrap().is_empty(),
         "{done:#}"

@@ -107,6 +107,8 @@ pub struct LoadOutcome {
     pub peak_open: u64,
     pub reached: bool,
     pub ramp_seconds: f64,
+    /// The whole run, ramp, hold (or churn) and close.
+    pub elapsed_seconds: f64,
     pub ramp_rate: f64,
     pub processes: u64,
     pub source_ips: usize,
@@ -312,6 +314,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
         peak_open,
         reached,
         ramp_seconds,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
         ramp_rate: totals.connected_total as f64 / ramp_seconds.max(1e-3),
         processes: shards.count(),
         source_ips: source_ips.len(),
@@ -478,7 +481,7 @@ fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
         println!(
             "churned {} connections ({:.0}/s) to {}; failures {:?}",
             t.closed_total,
-            t.closed_total as f64 / outcome.ramp_seconds.max(1e-3),
+            t.closed_total as f64 / outcome.elapsed_seconds.max(1e-3),
             outcome.target,
             t.failures
         );
