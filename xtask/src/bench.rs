@@ -96,35 +96,22 @@ fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         .context("load printed no result")
 }
 
+/// Churn rate of `load --churn --close client`, 64 connections at a time,
+/// measured over `seconds` after a warm-up churn of load's default duration
+/// (so TIME_WAIT and the caches are in their steady state).
 fn churn_rate(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<f64> {
-    let done = load_json(
-        root,
-        &[
-            "--target",
-            addr,
-            "--churn",
-            "--close",
-            "client",
-            "--connections",
-            "64",
-        ],
-    )
-    .and_then(|_| {
-        load_json(
-            root,
-            &[
-                "--target",
-                addr,
-                "--churn",
-                "--close",
-                "client",
-                "--connections",
-                "64",
-                "--duration",
-                &format!("{seconds}s"),
-            ],
-        )
-    })?;
+    let churn = [
+        "--target",
+        addr,
+        "--churn",
+        "--close",
+        "client",
+        "--connections",
+        "64",
+    ];
+    load_json(root, &churn)?;
+    let duration = format!("{seconds}s");
+    let done = load_json(root, &[&churn[..], &["--duration", &duration]].concat())?;
     let closed = done["totals"]["closed_total"].as_f64().unwrap_or(0.0);
     Ok(closed / seconds as f64)
 }

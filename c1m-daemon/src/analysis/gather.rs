@@ -133,47 +133,58 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
 /// The memory limit of the cgroup `pid` is in: (file, limit, usage), when
 /// one is set (v2 `memory.max`, or v1 `memory.limit_in_bytes`).
 fn cgroup_memory(pid: u32) -> Option<(String, u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        let candidates: Vec<(String, String)> = if controllers.is_empty() {
-            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-                .iter()
-                .map(|root| {
-                    (
-                        format!("{root}{path}/memory.max"),
-                        format!("{root}{path}/memory.current"),
-                    )
-                })
-                .collect()
-        } else if controllers.split(',').any(|c| c == "memory") {
-            vec![(
-                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
-                format!("/sys/fs/cgroup/memory{path}/memory.usage_in_bytes"),
-            )]
+    for (dir, v2) in cgroup_dirs(pid, "memory") {
+        let (limit_file, usage_file) = if v2 {
+            (format!("{dir}/memory.max"), format!("{dir}/memory.current"))
         } else {
+            (
+                format!("{dir}/memory.limit_in_bytes"),
+                format!("{dir}/memory.usage_in_bytes"),
+            )
+        };
+        let Ok(limit) = std::fs::read_to_string(&limit_file) else {
             continue;
         };
-        for (limit_file, usage_file) in candidates {
-            let Ok(limit) = std::fs::read_to_string(&limit_file) else {
-                continue;
-            };
-            // "max" (v2) or a huge number (v1) mean no limit.
-            let Ok(limit) = limit.trim().parse::<u64>() else {
-                continue;
-            };
-            if limit >= 1 << 60 {
-                continue;
-            }
-            let usage = std::fs::read_to_string(&usage_file)
-                .ok()
-                .and_then(|u| u.trim().parse().ok())
-                .unwrap_or(0);
-            return Some((limit_file, limit, usage));
+        // "max" (v2) or a huge number (v1) mean no limit.
+        let Ok(limit) = limit.trim().parse::<u64>() else {
+            continue;
+        };
+        if limit >= 1 << 60 {
+            continue;
         }
+        let usage = std::fs::read_to_string(&usage_file)
+            .ok()
+            .and_then(|u| u.trim().parse().ok())
+            .unwrap_or(0);
+        return Some((limit_file, limit, usage));
     }
     None
+}
+
+/// The directories where `pid`'s cgroup may keep `controller`'s files, in
+/// the order of `/proc/<pid>/cgroup`, each marked v2 (unified hierarchy,
+/// mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified) or v1 (a hierarchy
+/// per controller at /sys/fs/cgroup/<controller>).
+fn cgroup_dirs(pid: u32, controller: &str) -> Vec<(String, bool)> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            dirs.push((format!("/sys/fs/cgroup{path}"), true));
+            dirs.push((format!("/sys/fs/cgroup/unified{path}"), true));
+        } else if controllers.split(',').any(|c| c == controller) {
+            dirs.push((format!("/sys/fs/cgroup/{controller}{path}"), false));
+        }
+    }
+    dirs
 }
 
 /// Conntrack matters only when it tracks something.
@@ -219,29 +230,28 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
 
 /// The target cgroup's pids.max and pids.current, when a limit is set.
 fn cgroup_pids(pid: u32) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        let dirs: Vec<String> = if controllers.is_empty() {
-            vec![
-                format!("/sys/fs/cgroup{path}"),
-                format!("/sys/fs/cgroup/unified{path}"),
-            ]
-        } else if controllers.split(',').any(|c| c == "pids") {
-            vec![format!("/sys/fs/cgroup/pids{path}")]
-        } else {
-            continue;
-        };
-        for dir in dirs {
-            let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
-            if let Some(max) = read("pids.max").and_then(|m| m.trim().parse().ok()) {
-                let current = read("pids.current")
-                    .and_then(|c| c.trim().parse().ok())
-                    .unwrap_or(0);
-                return Some((max, current));
-            }
-        }
+    cgroup_dirs(pid, "pids").into_iter().find_map(|(dir, _)| {
+        let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
+        let max = read("pids.max")?.trim().parse().ok()?;
+        let current = read("pids.current")
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(0);
+        Some((max, current))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_this_process_cgroup_directories() {
+        let dirs = cgroup_dirs(std::process::id(), "memory");
+        assert!(!dirs.is_empty(), "every Linux process is in a cgroup");
+        assert!(
+            dirs.iter()
+                .all(|(dir, _)| dir.starts_with("/sys/fs/cgroup"))
+        );
+        assert!(cgroup_dirs(u32::MAX, "memory").is_empty());
     }
-    None
 }
