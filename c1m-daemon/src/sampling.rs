@@ -79,9 +79,14 @@ impl Sampler {
         })
     }
 
-    /// Take one sample. A target process exiting meanwhile counts as zero.
+    /// Take one sample. A target process exiting meanwhile counts as zero;
+    /// once every one has exited the samples stop, so the report keeps the
+    /// last data seen while the target ran.
     pub fn sample(&mut self) -> anyhow::Result<&Sample> {
         self.targets.refresh(&mut self.probes)?;
+        if !self.targets.any_alive() && !self.samples.is_empty() {
+            return Ok(self.samples.back().expect("not empty"));
+        }
         let pids = self.targets.pids();
         let scan_started = Instant::now();
         let scan = self
@@ -139,6 +144,7 @@ impl Sampler {
             Context {
                 pids: self.targets.pids(),
                 alive: self.targets.any_alive(),
+                exited: self.targets.exited().to_vec(),
                 slabs: &slabs,
                 uses_epoll: self.uses_epoll,
                 max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use bytesize::ByteSize;
 
+use super::EXIT_TARGET_GONE;
 use crate::{
     cli::ReportArgs, model::report::Report, sampling::Sampler, system::process::TargetProcess,
 };
@@ -34,6 +35,15 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_summary(&report, sampler.targets.describe_named());
     }
+    if !report.target.alive {
+        eprintln!(
+            "c1m-daemon: target pid {} exited after {:.0?}; the report holds the last data seen \
+             while it ran (`target.alive` is false).",
+            sampler.targets.describe_named(),
+            sampler.elapsed()
+        );
+        return Ok(ExitCode::from(EXIT_TARGET_GONE));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -44,6 +54,18 @@ fn print_summary(r: &Report, target: String) {
         "c1m report for pid {target} (processes {:?})",
         r.target.pids
     );
+    if !r.target.alive {
+        println!("target       exited: the figures below are the last seen while it ran");
+    }
+    if !r.target.exited.is_empty() {
+        let exited: Vec<String> = r
+            .target
+            .exited
+            .iter()
+            .map(|p| format!("{} ({})", p.pid, p.comm))
+            .collect();
+        println!("exited       while watched: {}", exited.join(", "));
+    }
     println!(
         "connections  {} open {:?}; accepted {}, connected {}, closed {}{}",
         c.current,

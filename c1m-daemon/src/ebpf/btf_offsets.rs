@@ -8,9 +8,9 @@
 use btf_rs::{Btf, Type};
 use c1m_common::SockOffsets;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OffsetError {
-    #[error("cannot parse kernel BTF: {0}")]
+    #[error("kernel BTF unusable: {0}")]
     Btf(String),
     #[error("kernel BTF has no struct {0}")]
     NoStruct(String),
@@ -102,7 +102,8 @@ fn strip_modifiers(btf: &Btf, mut ty: Type) -> Result<Type, OffsetError> {
 
 /// The running kernel's BTF.
 pub fn load_kernel_btf() -> Result<Btf, OffsetError> {
-    Btf::from_file(super::VMLINUX_BTF).map_err(btf_err)
+    Btf::from_file(super::VMLINUX_BTF)
+        .map_err(|err| OffsetError::Btf(format!("{}: {err}", super::VMLINUX_BTF)))
 }
 
 #[cfg(test)]

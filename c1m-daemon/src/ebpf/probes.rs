@@ -111,7 +111,7 @@ impl Probes {
         let btf = btf_offsets::load_kernel_btf();
         let offsets = match &btf {
             Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
-            Err(err) => Err(btf_offsets::OffsetError::Btf(err.to_string())),
+            Err(err) => Err(err.clone()),
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(

@@ -60,8 +60,13 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
+    /// Its live processes (all of them have exited when `alive` is false:
+    /// the report then keeps the last data seen while it ran).
     pub pids: Vec<u32>,
     pub alive: bool,
+    /// Its processes that exited while watched (children that ended, or the
+    /// named process itself), the last 64.
+    pub exited: Vec<crate::target::ExitedProcess>,
     /// Its own memory now (Pss_Anon + Pss_Shmem over its processes).
     pub memory_bytes: u64,
 }
@@ -132,6 +137,7 @@ pub struct Cost {
 pub struct Context<'a> {
     pub pids: Vec<u32>,
     pub alive: bool,
+    pub exited: Vec<crate::target::ExitedProcess>,
     pub slabs: &'a BTreeMap<String, SlabCache>,
     pub uses_epoll: bool,
     pub max_tw_buckets: Option<u64>,
@@ -207,6 +213,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         target: TargetInfo {
             pids: ctx.pids,
             alive: ctx.alive,
+            exited: ctx.exited,
             memory_bytes: last.user_bytes,
         },
         connections: Connections {
@@ -375,6 +382,7 @@ pub mod tests {
         Context {
             pids: vec![7],
             alive: true,
+            exited: Vec::new(),
             slabs,
             uses_epoll: true,
             max_tw_buckets: Some(131072),
@@ -528,6 +536,7 @@ mod scan_tests {
         let ctx = Context {
             pids: vec![1],
             alive: true,
+            exited: Vec::new(),
             slabs: &slabs,
             uses_epoll: false,
             max_tw_buckets: None,

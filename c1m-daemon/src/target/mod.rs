@@ -22,7 +22,23 @@ pub struct TargetSet {
     processes: BTreeMap<u32, TargetProcess>,
     /// The pids the user named, as they typed them resolved to processes.
     named: Vec<TargetProcess>,
+    /// Target processes that exited while watched, oldest first (a pid
+    /// reused later is a different process and never a target).
+    exited: Vec<ExitedProcess>,
 }
+
+/// A target process that exited while c1m watched it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExitedProcess {
+    pub pid: u32,
+    pub comm: String,
+    /// Whether the user named it (rather than it being a child).
+    pub named: bool,
+}
+
+/// At most this many exited processes are remembered: a server forking a
+/// process per request would otherwise grow the list without bound.
+const MAX_EXITED_REMEMBERED: usize = 64;
 
 impl TargetSet {
     /// Register the named processes and (when following children) their
@@ -54,7 +70,11 @@ impl TargetSet {
             for (port, listeners) in scan.listening_ports {
                 probes.add_listen_port(port, listeners)?;
             }
-            return Ok(TargetSet { processes, named });
+            return Ok(TargetSet {
+                processes,
+                named,
+                exited: Vec::new(),
+            });
         }
         for process in processes.values() {
             match process.listening_ports() {
@@ -68,7 +88,11 @@ impl TargetSet {
                 Err(err) => return Err(err.into()),
             }
         }
-        Ok(TargetSet { processes, named })
+        Ok(TargetSet {
+            processes,
+            named,
+            exited: Vec::new(),
+        })
     }
 
     /// Learn about children the kernel side added, forget processes that
@@ -95,6 +119,14 @@ impl TargetSet {
         for tgid in exited {
             if let Some(process) = self.processes.remove(&tgid) {
                 log::info!("target process {} ({}) exited", tgid, process.comm);
+                if self.exited.len() == MAX_EXITED_REMEMBERED {
+                    self.exited.remove(0);
+                }
+                self.exited.push(ExitedProcess {
+                    pid: tgid,
+                    named: self.named.iter().any(|n| n.tgid == tgid),
+                    comm: process.comm,
+                });
             }
             probes.remove_target(tgid)?;
         }
@@ -104,6 +136,11 @@ impl TargetSet {
     /// Live target processes.
     pub fn pids(&self) -> Vec<u32> {
         self.processes.keys().copied().collect()
+    }
+
+    /// Target processes that exited while watched.
+    pub fn exited(&self) -> &[ExitedProcess] {
+        &self.exited
     }
 
     pub fn any_alive(&self) -> bool {
