@@ -300,6 +300,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Human durations (`30s`, `1m30s`, `250ms`), refusing zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    // humantime 2.x panics (found by fuzzing) when the seconds add up to
+    // u64::MAX and the sub-second part carries over; no real duration
+    // needs a number of more than 9 digits or more than 32 characters.
+    let longest_number = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_number > 9 || text.len() > 32 {
+        return Err(format!(
+            "{:?}: too long; write a duration such as 500ms, 30s or 5m",
+            text.chars().take(40).collect::<String>()
+        ));
+    }
     let duration = humantime::parse_duration(text)
         .map_err(|err| format!("{err}; write a duration such as 500ms, 30s or 5m"))?;
     if duration.is_zero() {
@@ -317,6 +331,8 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        // Found by fuzzing: humantime panicked on this one.
+        assert!(parse_duration("18446744073709551615s1000ms").is_err());
     }
 
     #[test]

@@ -201,8 +201,7 @@ fn own_usage() -> (u64, f64) {
         .statm()
         .map(|m| m.resident * procfs::page_size())
         .unwrap_or(0);
-    let cpu = me
-        .stat()
+    let cpu = crate::system::process::read_stat(std::process::id())
         .map(|s| (s.utime + s.stime) as f64 / ticks)
         .unwrap_or(0.0);
     (rss, cpu)

@@ -8,8 +8,10 @@
 //! - `cargo xtask setup`: only the set-up (apt packages, bpf-linker, the
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
+//! - `cargo xtask fuzz [--seconds N] [TARGET]`: fuzz the parsers.
 
 mod bench;
+mod fuzz;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -66,9 +68,21 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz the parsers of kernel text and command-line values (cargo-fuzz,
+    /// libFuzzer) for --seconds each; a panic fails with the input saved
+    /// under fuzz/artifacts/.
+    Fuzz {
+        /// Seconds per fuzz target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Fuzz only these targets (default: all).
+        #[arg(value_enum)]
+        targets: Vec<fuzz::Target>,
+    },
     /// Run every test: unit, end-to-end and kernel tests (root needed; here
-    /// a kernel test that cannot run fails instead of skipping), then the
-    /// dashboard's browser test (headless Chromium).
+    /// a kernel test that cannot run fails instead of skipping), the
+    /// dashboard's browser test (headless Chromium), then 20 s of fuzzing
+    /// per parser fuzz target.
     Test {
         /// Extra arguments for `cargo test`, e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -83,6 +97,11 @@ enum BenchKind {
     Ramp,
     Soak,
 }
+
+/// Fuzzing per target in `cargo xtask test`: enough to catch a parser
+/// change that panics on the seeds' neighbours; `cargo xtask fuzz` goes on
+/// for longer.
+const TEST_FUZZ_SECONDS: u64 = 20;
 
 fn main() -> ExitCode {
     match run(Cli::parse().command) {
@@ -114,10 +133,11 @@ fn run(task: Task) -> anyhow::Result<()> {
                     .args(&args)
                     .env("C1M_REQUIRE_KERNEL_TESTS", "1"),
             )?;
-            // The browser test of the dashboard (skipped when a test name
-            // filter was given: it is not one of cargo's tests).
+            // The browser test of the dashboard and the fuzzing (skipped
+            // when a test name filter was given: they are not cargo's tests).
             if args.is_empty() {
                 browser_test()?;
+                fuzz::run(&[], TEST_FUZZ_SECONDS)?;
             }
             Ok(())
         }
@@ -136,6 +156,11 @@ fn run(task: Task) -> anyhow::Result<()> {
                 BenchKind::Ramp => bench::ramp(&root, connections),
                 BenchKind::Soak => bench::soak(&root, connections, minutes),
             }
+        }
+        Task::Fuzz { seconds, targets } => {
+            setup::ensure_build_prerequisites()?;
+            setup::ensure_cargo_fuzz()?;
+            fuzz::run(&targets, seconds)
         }
         Task::Selftest { args } => {
             setup::ensure_build_prerequisites()?;

@@ -23,11 +23,14 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
 ];
-/// util-linux: setpriv/prlimit; iproute2: network namespaces; chromium: the
-/// dashboard's browser test (with Node.js, see `ensure_npm_packages`).
-const TEST_PACKAGES: &[&str] = &["util-linux", "iproute2", "chromium"];
+/// util-linux: setpriv/prlimit/unshare; iproute2: network namespaces;
+/// bpftool: checking nothing outlives the daemon; g++: libFuzzer (built by
+/// the fuzz targets); chromium: the dashboard's browser test (with Node.js,
+/// see `ensure_npm_packages`).
+const TEST_PACKAGES: &[&str] = &["util-linux", "iproute2", "bpftool", "g++", "chromium"];
 const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn ensure_build_prerequisites() -> anyhow::Result<()> {
     if !nightly_has_rust_src() {
@@ -39,7 +42,27 @@ pub fn ensure_build_prerequisites() -> anyhow::Result<()> {
 
 pub fn ensure_test_prerequisites() -> anyhow::Result<()> {
     ensure_apt_packages(TEST_PACKAGES)?;
+    ensure_cargo_fuzz()?;
     ensure_npm_packages()
+}
+
+/// cargo-fuzz for the parser fuzzing (`cargo xtask fuzz`).
+pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return Ok(());
+    }
+    eprintln!("setup: cargo install cargo-fuzz {CARGO_FUZZ_VERSION} (about 30 s)");
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 /// playwright-core for the browser test, pinned by web/tests/package-lock.json.

@@ -8,8 +8,11 @@ use super::limits::{CeilingInputs, ProcessLimits, ThreadBound};
 use crate::{
     model::report::Report,
     system::{
+        cgroup::{cgroup_dirs, parse_limit, parse_usage},
+        meminfo::read_meminfo,
         netstat::Counters,
         privileges::Privileges,
+        process::read_stat,
         sockstat::read_sockstat,
         sysctl::{read_sysctl_numbers, read_sysctl_u64},
     },
@@ -41,10 +44,7 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
             .saturating_sub(ctx.netstat_start.get(name).copied().unwrap_or(0))
     };
     let sockstat = read_sockstat();
-    let meminfo = {
-        use procfs::Current as _;
-        procfs::Meminfo::current().ok()
-    };
+    let meminfo = read_meminfo().ok();
     let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
     let outbound = ctx.outbound.or_else(|| {
         // A target that dials out spends ephemeral ports too.
@@ -142,49 +142,16 @@ fn cgroup_memory(pid: u32) -> Option<(String, u64, u64)> {
                 format!("{dir}/memory.usage_in_bytes"),
             )
         };
-        let Ok(limit) = std::fs::read_to_string(&limit_file) else {
-            continue;
-        };
-        // "max" (v2) or a huge number (v1) mean no limit.
-        let Ok(limit) = limit.trim().parse::<u64>() else {
-            continue;
-        };
-        if limit >= 1 << 60 {
-            continue;
-        }
-        let usage = std::fs::read_to_string(&usage_file)
+        let Some(limit) = std::fs::read_to_string(&limit_file)
             .ok()
-            .and_then(|u| u.trim().parse().ok())
-            .unwrap_or(0);
-        return Some((limit_file, limit, usage));
-    }
-    None
-}
-
-/// The directories where `pid`'s cgroup may keep `controller`'s files, in
-/// the order of `/proc/<pid>/cgroup`, each marked v2 (unified hierarchy,
-/// mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified) or v1 (a hierarchy
-/// per controller at /sys/fs/cgroup/<controller>).
-fn cgroup_dirs(pid: u32, controller: &str) -> Vec<(String, bool)> {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return Vec::new();
-    };
-    let mut dirs = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
+            .and_then(|text| parse_limit(&text))
         else {
             continue;
         };
-        if controllers.is_empty() {
-            dirs.push((format!("/sys/fs/cgroup{path}"), true));
-            dirs.push((format!("/sys/fs/cgroup/unified{path}"), true));
-        } else if controllers.split(',').any(|c| c == controller) {
-            dirs.push((format!("/sys/fs/cgroup/{controller}{path}"), false));
-        }
+        let usage = parse_usage(std::fs::read_to_string(&usage_file).ok());
+        return Some((limit_file, limit, usage));
     }
-    dirs
+    None
 }
 
 /// Conntrack matters only when it tracks something.
@@ -196,15 +163,11 @@ fn conntrack() -> Option<(u64, u64)> {
 
 /// Every bound on the number of threads the target could meet.
 fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<ThreadBound>)> {
-    // /proc/loadavg: "0.00 0.01 0.05 1/123 4567": 123 threads on the box.
-    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let total: u64 = loadavg
-        .split_whitespace()
-        .nth(3)?
-        .split('/')
-        .nth(1)?
-        .parse()
-        .ok()?;
+    // /proc/loadavg's "1/123": 123 threads (scheduling entities) on the box.
+    let total = {
+        use procfs::Current as _;
+        u64::from(procfs::LoadAverage::current().ok()?.max)
+    };
     let mut bounds = Vec::new();
     for name in ["kernel.threads-max", "kernel.pid_max"] {
         if let Ok(max) = read_sysctl_u64(name) {
@@ -214,7 +177,7 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
     if let Some(pid) = pid
         && let Ok(process) = procfs::process::Process::new(pid as i32)
     {
-        let threads = process.stat().map_or(0, |s| s.num_threads.max(0) as u64);
+        let threads = read_stat(pid).map_or(0, |s| s.num_threads.max(0) as u64);
         if let Ok(limits) = process.limits()
             && let procfs::process::LimitValue::Value(nproc) = limits.max_processes.soft_limit
         {
@@ -232,26 +195,7 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
 fn cgroup_pids(pid: u32) -> Option<(u64, u64)> {
     cgroup_dirs(pid, "pids").into_iter().find_map(|(dir, _)| {
         let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
-        let max = read("pids.max")?.trim().parse().ok()?;
-        let current = read("pids.current")
-            .and_then(|c| c.trim().parse().ok())
-            .unwrap_or(0);
-        Some((max, current))
+        let max = parse_limit(&read("pids.max")?)?;
+        Some((max, parse_usage(read("pids.current"))))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_this_process_cgroup_directories() {
-        let dirs = cgroup_dirs(std::process::id(), "memory");
-        assert!(!dirs.is_empty(), "every Linux process is in a cgroup");
-        assert!(
-            dirs.iter()
-                .all(|(dir, _)| dir.starts_with("/sys/fs/cgroup"))
-        );
-        assert!(cgroup_dirs(u32::MAX, "memory").is_empty());
-    }
 }

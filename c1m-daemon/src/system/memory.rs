@@ -42,7 +42,7 @@ pub fn open_fds(pid: u32) -> Result<u64, TargetError> {
 
 /// Threads of a process (`None` once it exited).
 pub fn thread_count(pid: u32) -> Option<u64> {
-    let stat = Process::new(pid as i32).ok()?.stat().ok()?;
+    let stat = super::process::read_stat(pid).ok()?;
     u64::try_from(stat.num_threads).ok()
 }
 

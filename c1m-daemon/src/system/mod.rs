@@ -2,7 +2,9 @@
 //! rlimits, capabilities, processes. They parse and return typed values; they
 //! do no analysis.
 
+pub mod cgroup;
 pub mod limits;
+pub mod meminfo;
 pub mod memory;
 pub mod netns;
 pub mod netstat;

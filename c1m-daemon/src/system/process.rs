@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use procfs::{
-    ProcError,
+    FromRead as _, ProcError,
     net::TcpState,
-    process::{FDTarget, Process},
+    process::{FDTarget, Process, Stat},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,44 @@ fn proc_error(pid: u32, resolving: bool) -> impl Fn(ProcError) -> TargetError + 
     }
 }
 
+/// `/proc/<pid>/stat`, parsed by procfs after [`parse_stat`]'s check.
+pub fn read_stat(pid: u32) -> Result<Stat, ProcError> {
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_stat(&bytes),
+        Err(err) => Err(match err.raw_os_error() {
+            Some(libc::ENOENT | libc::ESRCH) => ProcError::NotFound(Some(path)),
+            Some(libc::EACCES | libc::EPERM) => ProcError::PermissionDenied(Some(path)),
+            _ => ProcError::Io(err, Some(path)),
+        }),
+    }
+}
+
+/// The text of a `/proc/<pid>/stat`, parsed by procfs once its shape is
+/// checked: procfs 0.18 slices around `comm`'s parentheses and panics
+/// (found by fuzzing) when they are missing or out of order. The kernel
+/// never writes such text, but nothing c1m reads may make it panic.
+pub fn parse_stat(bytes: &[u8]) -> Result<Stat, ProcError> {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.trim();
+    let shaped = match (line.find('('), line.rfind(')')) {
+        (Some(open), Some(close)) => {
+            open >= 2
+                && close > open
+                && line.is_char_boundary(open - 1)
+                && line.get(close + 2..).is_some()
+        }
+        _ => false,
+    };
+    if !shaped {
+        return Err(ProcError::Other(format!(
+            "not the shape of /proc/<pid>/stat (`PID (COMM) STATE ...`): {:?}",
+            line.chars().take(64).collect::<String>()
+        )));
+    }
+    Stat::from_read(line.as_bytes())
+}
+
 /// A process identified by its pid and start time, so a reused pid is not
 /// mistaken for the process the user named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +85,7 @@ impl TargetProcess {
         let map_err = proc_error(pid, true);
         let process = Process::new(pid as i32).map_err(map_err)?;
         let tgid = process.status().map_err(map_err)?.tgid as u32;
-        let process = if tgid == pid {
-            process
-        } else {
-            Process::new(tgid as i32).map_err(map_err)?
-        };
-        let stat = process.stat().map_err(map_err)?;
+        let stat = read_stat(tgid).map_err(map_err)?;
         if matches!(stat.state, 'Z' | 'X') {
             return Err(TargetError::Exited { pid });
         }
@@ -72,11 +105,9 @@ impl TargetProcess {
 
     /// Whether the process still runs (and is not a new one with a reused pid).
     pub fn is_alive(&self) -> bool {
-        Process::new(self.tgid as i32)
-            .and_then(|p| p.stat())
-            .is_ok_and(|stat| {
-                stat.starttime == self.start_ticks && stat.state != 'Z' && stat.state != 'X'
-            })
+        read_stat(self.tgid).is_ok_and(|stat| {
+            stat.starttime == self.start_ticks && stat.state != 'Z' && stat.state != 'X'
+        })
     }
 
     /// Local ports of the TCP sockets this process has in LISTEN, with how
@@ -116,7 +147,7 @@ pub fn descendants(root: u32) -> Vec<(u32, u32)> {
         return Vec::new();
     };
     let parents: Vec<(u32, u32)> = all
-        .filter_map(|p| p.ok()?.stat().ok())
+        .filter_map(|p| read_stat(p.ok()?.pid as u32).ok())
         .map(|stat| (stat.pid as u32, stat.ppid as u32))
         .collect();
     let mut found = Vec::new();
@@ -135,6 +166,27 @@ pub fn descendants(root: u32) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_text_of_the_wrong_shape_is_an_error_not_a_panic() {
+        // Inputs the fuzzer found to panic procfs's parser.
+        for bad in [
+            &b"765 43)1 4( 5 1 20\xff3 0"[..],
+            b"(",
+            b"1 (x)",
+            b"\xc3\xa9(x) S 1",
+            b"",
+        ] {
+            assert!(parse_stat(bad).is_err(), "{bad:?}");
+        }
+        let me = std::fs::read("/proc/self/stat").unwrap();
+        assert_eq!(parse_stat(&me).unwrap().pid as u32, std::process::id());
+        // A comm with parentheses and spaces in it is fine.
+        let odd = b"42 (a) (b c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 99 \
+                    1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        let stat = parse_stat(odd).unwrap();
+        assert_eq!((stat.comm.as_str(), stat.num_threads), ("a) (b c", 3));
+    }
 
     #[test]
     fn resolves_this_process() {

@@ -158,8 +158,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let n = match options.connections {
         Some(n) => n,
         None => {
-            use procfs::Current as _;
-            let m = procfs::Meminfo::current().context("reading /proc/meminfo")?;
+            let m = crate::system::meminfo::read_meminfo().context("reading /proc/meminfo")?;
             default_connections(
                 m.mem_available.unwrap_or(m.mem_free),
                 m.s_reclaimable.unwrap_or(0),

@@ -14,7 +14,7 @@ pub enum SourceIpError {
     Syntax(String),
     #[error("--source-ips {0:?}: the range ends before it starts")]
     Backwards(String),
-    #[error("--source-ips {0:?}: a range of more than 65536 addresses is surely a typo")]
+    #[error("--source-ips {0:?}: more than 65536 addresses is surely a typo")]
     TooMany(String),
 }
 
@@ -37,6 +37,9 @@ pub fn parse_source_ips(text: &str) -> Result<Vec<IpAddr>, SourceIpError> {
                 ips.extend((from..=to).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
             }
             None => ips.push(part.parse().map_err(|_| syntax())?),
+        }
+        if ips.len() > 65536 {
+            return Err(SourceIpError::TooMany(text.to_owned()));
         }
     }
     if ips.is_empty() {
