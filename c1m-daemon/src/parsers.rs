@@ -2,17 +2,20 @@
 //! targets (`fuzz/`): kernel files and command-line values. Each must
 //! return a value or an error for any input, never panic.
 //!
-//! The `/proc` files read through the `procfs` crate (limits,
-//! smaps_rollup, status, stat, statm, loadavg) are fuzzed through its
-//! `FromRead` implementations, as c1m uses them.
+//! The `/proc` files c1m reads through the `procfs` crate are fuzzed as
+//! c1m hands them to it: through a shape check first where procfs was
+//! found to panic (stat, meminfo, limits, smaps_rollup), directly through its
+//! `FromRead` implementations otherwise (status, statm, loadavg).
 
 pub use crate::{
     cli::{parse_duration, parse_rate, parse_size},
     system::{
         cgroup::{parse_cgroup_dirs, parse_limit},
         meminfo::parse_meminfo,
+        memory::parse_smaps_rollup,
         netstat::parse_counters,
         process::parse_stat,
+        process_limits::parse_process_limits,
         slabinfo::parse_slabinfo,
         sockstat::parse_sockstat,
         sysctl::parse_numbers,
@@ -26,13 +29,13 @@ pub use crate::{
 pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     use procfs::{
         FromRead as _,
-        process::{Limits, SmapsRollup, StatM, Status},
+        process::{StatM, Status},
     };
     let mut accepted = 0;
     let mut count = |ok: bool| accepted += usize::from(ok);
-    count(Limits::from_read(bytes).is_ok());
+    count(parse_process_limits(bytes).is_ok());
     count(parse_meminfo(bytes).is_ok());
-    count(SmapsRollup::from_read(bytes).is_ok());
+    count(parse_smaps_rollup(bytes).is_ok());
     count(Status::from_read(bytes).is_ok());
     count(parse_stat(bytes).is_ok());
     count(StatM::from_read(bytes).is_ok());

@@ -3,7 +3,9 @@
 //! cargo-fuzz wants nightly rustc for its `-Z` flags; stable accepts them
 //! with RUSTC_BOOTSTRAP=1, which spares a fresh machine a nightly download.
 //! No sanitizer (`--sanitizer none`): the code is safe Rust, and a panic is
-//! the failure looked for. Optimised (`-O`), as the daemon ships.
+//! the failure looked for. Optimised (`-O`) but with overflow checks and
+//! debug assertions (`-a`), as in a debug build: an arithmetic overflow that
+//! only wraps in the release binary is still a bug.
 
 use std::process::Command;
 
@@ -53,7 +55,7 @@ pub fn run(targets: &[Target], seconds: u64) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", corpus.display()))?;
         eprintln!("fuzz: {name} for {seconds} s");
         let status = Command::new("cargo")
-            .args(["fuzz", "run", "--sanitizer", "none", "-O", name])
+            .args(["fuzz", "run", "--sanitizer", "none", "-O", "-a", name])
             .arg(&corpus)
             .arg(fuzz_dir.join("seeds").join(name))
             .arg("--")
@@ -67,7 +69,7 @@ pub fn run(targets: &[Target], seconds: u64) -> anyhow::Result<()> {
             bail!(
                 "fuzz target {name} failed ({status}): the input that broke it is in \
                  fuzz/artifacts/{name}/; reproduce with `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz \
-                 run --sanitizer none -O {name} <that file>`"
+                 run --sanitizer none -O -a {name} <that file>`"
             );
         }
     }

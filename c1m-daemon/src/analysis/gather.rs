@@ -13,6 +13,7 @@ use crate::{
         netstat::Counters,
         privileges::Privileges,
         process::read_stat,
+        process_limits::{limit_value, read_process_limits},
         sockstat::read_sockstat,
         sysctl::{read_sysctl_numbers, read_sysctl_u64},
     },
@@ -114,15 +115,11 @@ fn file_max_exempt(pids: &[u32]) -> bool {
 
 fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
     let process = procfs::process::Process::new(pid as i32).ok()?;
-    let limit = process.limits().ok()?.max_open_files;
-    let value = |v| match v {
-        procfs::process::LimitValue::Value(v) => v,
-        procfs::process::LimitValue::Unlimited => u64::MAX,
-    };
+    let limit = read_process_limits(pid).ok()?.max_open_files;
     Some(ProcessLimits {
         pid,
-        nofile_soft: value(limit.soft_limit),
-        nofile_hard: value(limit.hard_limit),
+        nofile_soft: limit_value(limit.soft_limit),
+        nofile_hard: limit_value(limit.hard_limit),
         open_fds: match open_fds {
             Some(n) => n,
             None => process.fd_count().ok()? as u64,
@@ -174,11 +171,9 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
             bounds.push((name.to_owned(), max, total));
         }
     }
-    if let Some(pid) = pid
-        && let Ok(process) = procfs::process::Process::new(pid as i32)
-    {
+    if let Some(pid) = pid {
         let threads = read_stat(pid).map_or(0, |s| s.num_threads.max(0) as u64);
-        if let Ok(limits) = process.limits()
+        if let Ok(limits) = read_process_limits(pid)
             && let procfs::process::LimitValue::Value(nproc) = limits.max_processes.soft_limit
         {
             // Counted per user; the target's own threads are a lower bound.

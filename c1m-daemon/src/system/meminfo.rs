@@ -2,6 +2,8 @@
 
 use procfs::{FromRead as _, Meminfo, ProcError};
 
+use super::key_value::key_value_lines_are_sound;
+
 /// The box's memory counters now.
 pub fn read_meminfo() -> Result<Meminfo, ProcError> {
     let bytes = std::fs::read("/proc/meminfo")
@@ -9,19 +11,12 @@ pub fn read_meminfo() -> Result<Meminfo, ProcError> {
     parse_meminfo(&bytes)
 }
 
-/// procfs 0.18 cuts the last byte off each line's first word (the `:` of
-/// `MemTotal:`) and panics (found by fuzzing) when that byte is inside a
-/// multi-byte character; so every line must start with a word ending in an
-/// ASCII `:` first. The kernel never writes anything else.
+/// Checked by [`key_value_lines_are_sound`] first (procfs panics on some
+/// malformed text).
 pub fn parse_meminfo(bytes: &[u8]) -> Result<Meminfo, ProcError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ProcError::Other("/proc/meminfo is not UTF-8".into()))?;
-    let shaped = text.lines().filter(|line| !line.is_empty()).all(|line| {
-        line.split_whitespace()
-            .next()
-            .is_some_and(|key| key.ends_with(':'))
-    });
-    if !shaped {
+    if !key_value_lines_are_sound(text, true) {
         return Err(ProcError::Other(
             "not the shape of /proc/meminfo (`Key:   value kB` lines)".into(),
         ));

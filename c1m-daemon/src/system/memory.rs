@@ -1,6 +1,11 @@
 //! A process's memory and file descriptors as `/proc` reports them.
 
-use procfs::process::Process;
+use procfs::{
+    FromRead as _, ProcError,
+    process::{Process, SmapsRollup},
+};
+
+use super::key_value::key_value_lines_are_sound;
 
 use super::process::TargetError;
 
@@ -12,10 +17,17 @@ use super::process::TargetError;
 /// whenever another process mapping the same file starts or exits. Kernels
 /// before 5.8 lack the split; there it is the whole PSS.
 pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
-    let process = Process::new(pid as i32).map_err(|_| TargetError::Exited { pid })?;
-    let rollup = process
-        .smaps_rollup()
-        .map_err(|source| TargetError::Unreadable { pid, source })?;
+    let bytes = std::fs::read(format!("/proc/{pid}/smaps_rollup")).map_err(|err| {
+        match err.raw_os_error() {
+            Some(libc::ENOENT | libc::ESRCH) => TargetError::Exited { pid },
+            _ => TargetError::Unreadable {
+                pid,
+                source: ProcError::Io(err, None),
+            },
+        }
+    })?;
+    let rollup =
+        parse_smaps_rollup(&bytes).map_err(|source| TargetError::Unreadable { pid, source })?;
     let field = |name: &str| -> Option<u64> {
         rollup
             .memory_map_rollup
@@ -27,6 +39,17 @@ pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
         (Some(anon), Some(shmem)) => Ok(anon + shmem),
         _ => Ok(field("Pss").unwrap_or(0)),
     }
+}
+
+/// `/proc/<pid>/smaps_rollup`, checked by [`key_value_lines_are_sound`]
+/// first (procfs panics on some malformed text).
+pub fn parse_smaps_rollup(bytes: &[u8]) -> Result<SmapsRollup, ProcError> {
+    if !key_value_lines_are_sound(&String::from_utf8_lossy(bytes), false) {
+        return Err(ProcError::Other(
+            "not the shape of /proc/<pid>/smaps_rollup (`Key:   value kB` lines)".into(),
+        ));
+    }
+    SmapsRollup::from_read(bytes)
 }
 
 /// Open file descriptors. Reading `/proc/<pid>/fd` costs the kernel a

@@ -3,6 +3,7 @@
 //! do no analysis.
 
 pub mod cgroup;
+pub mod key_value;
 pub mod limits;
 pub mod meminfo;
 pub mod memory;
@@ -10,6 +11,7 @@ pub mod netns;
 pub mod netstat;
 pub mod privileges;
 pub mod process;
+pub mod process_limits;
 pub mod slabinfo;
 pub mod sockstat;
 pub mod sysctl;

@@ -37,7 +37,7 @@ use crate::{
     commands::EXIT_LIMIT_HIT,
     system::{
         limits::read_rlimit_nofile, netstat::read_netstat, process::descendants,
-        sysctl::read_sysctl_numbers,
+        process_limits::read_process_limits, sysctl::read_sysctl_numbers,
     },
     tools::child::spawn_self,
 };
@@ -406,7 +406,7 @@ fn servers_at_fd_limit(pid: u32) -> Vec<ServerFds> {
         .chain(descendants(pid).into_iter().map(|(child, _)| child))
         .filter_map(|pid| {
             let process = procfs::process::Process::new(pid as i32).ok()?;
-            let nofile_soft = match process.limits().ok()?.max_open_files.soft_limit {
+            let nofile_soft = match read_process_limits(pid).ok()?.max_open_files.soft_limit {
                 procfs::process::LimitValue::Value(v) => v,
                 procfs::process::LimitValue::Unlimited => return None,
             };
