@@ -96,11 +96,10 @@ fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         .context("load printed no result")
 }
 
-/// Churn rate of `load --churn --close client`, 64 connections at a time,
-/// measured over `seconds` after a warm-up churn of load's default duration
-/// (so TIME_WAIT and the caches are in their steady state).
-fn churn_rate(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<f64> {
-    let churn = [
+/// The churn the overhead bench measures: `load --churn --close client`,
+/// 64 connections at a time (over the source IPs load picks on loopback).
+fn churn_args(addr: &str) -> [&str; 7] {
+    [
         "--target",
         addr,
         "--churn",
@@ -108,27 +107,63 @@ fn churn_rate(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<f64> {
         "client",
         "--connections",
         "64",
-    ];
-    load_json(root, &churn)?;
+    ]
+}
+
+/// A churn (its default duration) to warm up caches and fill the TIME_WAIT
+/// buckets, so every measured run starts from the same steady state.
+fn churn_warm_up(root: &Path, addr: &str) -> anyhow::Result<()> {
+    load_json(root, &churn_args(addr)).map(drop)
+}
+
+/// A measured churn: (connections per second, connections made).
+fn churn_measured(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<(f64, u64)> {
     let duration = format!("{seconds}s");
-    let done = load_json(root, &[&churn[..], &["--duration", &duration]].concat())?;
-    let closed = done["totals"]["closed_total"].as_f64().unwrap_or(0.0);
-    Ok(closed / seconds as f64)
+    let done = load_json(
+        root,
+        &[&churn_args(addr)[..], &["--duration", &duration]].concat(),
+    )?;
+    let closed = done["totals"]["closed_total"].as_u64().unwrap_or(0);
+    let elapsed = done["elapsed_seconds"].as_f64().unwrap_or(seconds as f64);
+    Ok((closed as f64 / elapsed, closed))
+}
+
+/// Churn rate over `seconds` after a warm-up (so TIME_WAIT and the caches
+/// are in their steady state).
+fn churn_rate(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<f64> {
+    churn_warm_up(root, addr)?;
+    Ok(churn_measured(root, addr, seconds)?.0)
 }
 
 pub fn overhead(root: &Path, seconds: u64) -> anyhow::Result<()> {
     let (_echo, addr, pid) = echo(root, 10_000)?;
     let before = churn_rate(root, &addr, seconds)?;
-    let (watcher, _) = watch(root, pid, &[])?;
-    let with = churn_rate(root, &addr, seconds)?;
+    let (watcher, api) = watch(root, pid, &[])?;
+    churn_warm_up(root, &addr)?;
+    // What c1m counted during the measured run, against what the load made.
+    std::thread::sleep(Duration::from_secs(2));
+    let at_start = http_get_json(&api)?;
+    let (with, churned) = churn_measured(root, &addr, seconds)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let at_end = http_get_json(&api)?;
     drop(watcher);
     let after = churn_rate(root, &addr, seconds)?;
     let without = (before + after) / 2.0;
+    let counted = |report: &serde_json::Value, total: &str| {
+        report["connections"][total].as_u64().unwrap_or(0)
+    };
+    let accepted = counted(&at_end, "accepted_total") - counted(&at_start, "accepted_total");
+    let closed = counted(&at_end, "closed_total") - counted(&at_start, "closed_total");
     println!("churn without c1m: {before:.0}/s, then {after:.0}/s (mean {without:.0}/s)");
     println!("churn with c1m run watching the server: {with:.0}/s");
     println!(
         "overhead: {:.1}% lower rate with c1m attached",
         100.0 * (without - with) / without
+    );
+    println!(
+        "c1m counted {accepted} accepted and {closed} closed of the {churned} connections churned \
+         while it watched; drops: {}",
+        at_end["drops"]
     );
     Ok(())
 }
