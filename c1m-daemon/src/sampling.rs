@@ -33,13 +33,20 @@ use crate::{
 /// per sample).
 pub const MAX_SAMPLES: usize = 900;
 
+/// Walks run again once this many times their own duration has passed, so
+/// they take at most a fifth of a core.
+const SCAN_TIME_FACTOR: u32 = 5;
+
 pub struct Sampler {
     pub probes: Probes,
     pub targets: TargetSet,
     started: Instant,
     samples: VecDeque<Sample>,
     uses_epoll: bool,
+    /// Open fds per target process, from the last walk.
     fds_by_pid: BTreeMap<u32, u64>,
+    /// When the last socket and fd walks started, and how long they took.
+    last_scan: Option<(Instant, std::time::Duration)>,
     netstat_start: Counters,
     /// Files the box spends per connection: 1 (the target's), or 2 when the
     /// clients run on this box too (`selftest`).
@@ -73,6 +80,7 @@ impl Sampler {
             samples: VecDeque::new(),
             uses_epoll,
             fds_by_pid: BTreeMap::new(),
+            last_scan: None,
             netstat_start: read_netstat().unwrap_or_default(),
             files_per_connection: 1.0,
             outbound: None,
@@ -88,28 +96,38 @@ impl Sampler {
             return Ok(self.samples.back().expect("not empty"));
         }
         let pids = self.targets.pids();
+        // Walk the sockets and file tables when due: every sample while a
+        // walk is cheap, at most a fifth of the time when it is not (a
+        // million sockets take over a second); samples in between carry
+        // the last walk over and stay on time.
+        let scan_due = self
+            .last_scan
+            .is_none_or(|(at, took)| at.elapsed() >= took * SCAN_TIME_FACTOR);
         let scan_started = Instant::now();
-        let scan = self
-            .probes
-            .scan_sockets()
-            .context("scanning the target's sockets")?;
-        let scan_took = scan_started.elapsed();
-        self.fds_by_pid = match self.probes.scan_fds().context("counting open files")? {
-            Some(scan) => scan.by_pid,
-            None => pids
-                .iter()
-                .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
-                .collect(),
+        let scan = if scan_due {
+            let scan = self
+                .probes
+                .scan_sockets()
+                .context("scanning the target's sockets")?;
+            self.fds_by_pid = match self.probes.scan_fds().context("counting open files")? {
+                Some(scan) => scan.by_pid,
+                None => pids
+                    .iter()
+                    .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
+                    .collect(),
+            };
+            self.last_scan = Some((scan_started, scan_started.elapsed()));
+            log::debug!("socket and fd walks took {:?}", scan_started.elapsed());
+            scan
+        } else {
+            self.samples.back().and_then(|last| last.scan.clone())
         };
         let open_fds = self.fds_by_pid.values().sum();
-        log::debug!(
-            "socket scan {scan_took:?}, fd scan {:?}",
-            scan_started.elapsed() - scan_took
-        );
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,
             scan,
+            scan_fresh: scan_due,
             user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
             open_fds,
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
@@ -166,6 +184,12 @@ impl Sampler {
             files_per_connection: self.files_per_connection,
             outbound: self.outbound,
         })
+    }
+
+    /// How long the last socket and fd walks took.
+    pub fn last_scan_took(&self) -> std::time::Duration {
+        self.last_scan
+            .map_or_else(Default::default, |(_, took)| took)
     }
 
     /// c1m's own state, for the API's `daemon` section.

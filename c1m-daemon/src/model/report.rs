@@ -26,6 +26,10 @@ pub struct Sample {
     pub transitions: TransitionCounts,
     /// The `iter/tcp` scan, when this kernel allows it.
     pub scan: Option<SockScan>,
+    /// Whether the scan (and fd count) was taken for this sample, rather
+    /// than carried over from an earlier one: at a million sockets a walk
+    /// takes over a second, so walks run less often than samples.
+    pub scan_fresh: bool,
     /// PSS summed over the target's processes.
     pub user_bytes: u64,
     pub open_fds: u64,
@@ -266,18 +270,16 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
 /// that skew; they are used when they span at least two counts (a ramp in
 /// steps), all samples otherwise (a continuous ramp).
 fn samples_to_fit(samples: &[Sample]) -> Vec<&Sample> {
-    let settled: Vec<&Sample> = samples
+    // A carried-over scan pairs an old count with new memory.
+    let fresh: Vec<&Sample> = samples.iter().filter(|s| s.scan_fresh).collect();
+    let settled: Vec<&Sample> = fresh
         .windows(2)
         .filter(|pair| pair[0].connections() == pair[1].connections())
-        .map(|pair| &pair[1])
+        .map(|pair| pair[1])
         .collect();
     let mut counts: Vec<u64> = settled.iter().map(|s| s.connections()).collect();
     counts.dedup();
-    if counts.len() >= 2 {
-        settled
-    } else {
-        samples.iter().collect()
-    }
+    if counts.len() >= 2 { settled } else { fresh }
 }
 
 fn points(samples: &[&Sample], y: impl Fn(&Sample) -> u64) -> Vec<(f64, f64)> {
@@ -404,6 +406,7 @@ pub mod tests {
             at_seconds: at,
             transitions: t,
             scan: None,
+            scan_fresh: true,
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
             threads: 2,
@@ -435,6 +438,25 @@ pub mod tests {
         assert_eq!(report.connections.current, 400);
         assert_eq!(report.connections.accepted_total, 400);
         assert!((cost.fds_marginal.unwrap() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn samples_that_carry_an_old_walk_over_are_not_fitted() {
+        let slabs = slabs();
+        let mut samples = Vec::new();
+        for step in 0..4u64 {
+            samples.push(sample(2.0 * step as f64, step * 100, 0));
+            samples.push(sample(2.0 * step as f64 + 1.0, step * 100, 0));
+        }
+        // Between walks: the count of the last walk (300) with the memory
+        // of 200 more connections opened since.
+        let mut carried = sample(9.0, 300, 0);
+        carried.user_bytes += 200 * 16384;
+        carried.scan_fresh = false;
+        samples.extend([carried.clone(), carried]);
+        let report = build_report(&samples, ctx(&slabs));
+        let marginal = report.cost_per_connection.user_marginal_bytes.unwrap();
+        assert!((marginal - 16384.0).abs() < 1e-6, "{marginal}");
     }
 
     #[test]
@@ -529,6 +551,7 @@ mod scan_tests {
             at_seconds: 0.0,
             transitions: TransitionCounts::default(),
             scan: Some(scan),
+            scan_fresh: true,
             user_bytes: 0,
             open_fds: 80,
             threads: 1,
