@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -15,7 +15,7 @@ use crate::{
         gather::{GatherContext, gather},
     },
     api::DaemonInfo,
-    ebpf::probes::{AttachMode, Probes},
+    ebpf::probes::{AttachMode, Probes, WalkState, ensure_privileges},
     model::report::{Context, Report, Sample, build_report},
     system::{
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
@@ -35,7 +35,10 @@ pub const MAX_SAMPLES: usize = 900;
 
 /// Walks run again once this many times their own duration has passed, so
 /// they take at most a fifth of a core.
-const SCAN_TIME_FACTOR: u32 = 5;
+const WALK_TIME_FACTOR: u32 = 5;
+
+/// How long a sample waits for a walk before carrying the last one over.
+const WALK_WAIT_BUDGET: Duration = Duration::from_millis(200);
 
 pub struct Sampler {
     pub probes: Probes,
@@ -46,7 +49,9 @@ pub struct Sampler {
     /// Open fds per target process, from the last walk.
     fds_by_pid: BTreeMap<u32, u64>,
     /// When the last socket and fd walks started, and how long they took.
-    last_scan: Option<(Instant, std::time::Duration)>,
+    last_walk: Option<(Instant, Duration)>,
+    /// How long the last sample waited for the walker.
+    walk_wait: Duration,
     netstat_start: Counters,
     /// Files the box spends per connection: 1 (the target's), or 2 when the
     /// clients run on this box too (`selftest`).
@@ -63,14 +68,17 @@ impl Sampler {
         follow_children: bool,
         attach: Option<AttachMode>,
     ) -> anyhow::Result<Sampler> {
-        let mut probes = Probes::attach(attach, follow_children)?;
+        ensure_privileges()?;
         // Measure a containerised target in its own network namespace (the
-        // socket scan walks the namespace of whoever reads it).
+        // socket walk covers the namespace of the thread that reads it).
+        // Entered before attaching, so the walker thread the probes start
+        // is in it too (a thread starts in its creator's namespaces).
         if let Some(first) = named.first()
             && enter_netns_of(first.tgid)?
         {
             log::info!("entered the network namespace of pid {}", first.tgid);
         }
+        let mut probes = Probes::attach(attach, follow_children)?;
         let targets = TargetSet::start(named, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
         Ok(Sampler {
@@ -80,7 +88,8 @@ impl Sampler {
             samples: VecDeque::new(),
             uses_epoll,
             fds_by_pid: BTreeMap::new(),
-            last_scan: None,
+            last_walk: None,
+            walk_wait: Duration::ZERO,
             netstat_start: read_netstat().unwrap_or_default(),
             files_per_connection: 1.0,
             outbound: None,
@@ -96,38 +105,48 @@ impl Sampler {
             return Ok(self.samples.back().expect("not empty"));
         }
         let pids = self.targets.pids();
-        // Walk the sockets and file tables when due: every sample while a
-        // walk is cheap, at most a fifth of the time when it is not (a
-        // million sockets take over a second); samples in between carry
-        // the last walk over and stay on time.
-        let scan_due = self
-            .last_scan
-            .is_none_or(|(at, took)| at.elapsed() >= took * SCAN_TIME_FACTOR);
-        let scan_started = Instant::now();
-        let scan = if scan_due {
-            let scan = self
+        // Walk the sockets and file tables (on the walker thread) when due:
+        // every sample while a walk is cheap, at most a fifth of the time
+        // when it is not (a million sockets take over a second). A sample
+        // waits a short budget for the walk; past it, it carries the last
+        // walk over and stays on time, and a later sample collects it.
+        let walk_due = self.probes.walk_in_flight()
+            || self
+                .last_walk
+                .is_none_or(|(at, took)| at.elapsed() >= took * WALK_TIME_FACTOR);
+        let carried = || self.samples.back().and_then(|last| last.scan.clone());
+        let wait_started = Instant::now();
+        let (scan, scan_fresh) = if walk_due {
+            match self
                 .probes
-                .scan_sockets()
-                .context("scanning the target's sockets")?;
-            self.fds_by_pid = match self.probes.scan_fds().context("counting open files")? {
-                Some(scan) => scan.by_pid,
-                None => pids
-                    .iter()
-                    .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
-                    .collect(),
-            };
-            self.last_scan = Some((scan_started, scan_started.elapsed()));
-            log::debug!("socket and fd walks took {:?}", scan_started.elapsed());
-            scan
+                .walk_within(WALK_WAIT_BUDGET)
+                .context("walking the target's sockets and files")?
+            {
+                WalkState::Done(walk) => {
+                    log::debug!("socket and fd walks took {:?}", walk.took);
+                    self.last_walk = Some((walk.started, walk.took));
+                    self.fds_by_pid = walk.fds.by_pid;
+                    (Some(walk.sockets), true)
+                }
+                WalkState::Walking => (carried(), false),
+                WalkState::Unavailable => {
+                    self.fds_by_pid = pids
+                        .iter()
+                        .filter_map(|&p| open_fds(p).ok().map(|n| (p, n)))
+                        .collect();
+                    (None, true)
+                }
+            }
         } else {
-            self.samples.back().and_then(|last| last.scan.clone())
+            (carried(), false)
         };
+        self.walk_wait = wait_started.elapsed();
         let open_fds = self.fds_by_pid.values().sum();
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,
             scan,
-            scan_fresh: scan_due,
+            scan_fresh,
             user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
             open_fds,
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
@@ -186,14 +205,13 @@ impl Sampler {
         })
     }
 
-    /// How long the last socket and fd walks took.
-    pub fn last_scan_took(&self) -> std::time::Duration {
-        self.last_scan
-            .map_or_else(Default::default, |(_, took)| took)
+    /// How long the last sample waited for the walker.
+    pub fn walk_wait(&self) -> Duration {
+        self.walk_wait
     }
 
     /// c1m's own state, for the API's `daemon` section.
-    pub fn daemon_info(&self, interval: std::time::Duration, samples: u64) -> DaemonInfo {
+    pub fn daemon_info(&self, interval: Duration, samples: u64) -> DaemonInfo {
         let (rss_bytes, cpu_seconds) = own_usage();
         DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
@@ -210,7 +228,7 @@ impl Sampler {
         }
     }
 
-    pub fn elapsed(&self) -> std::time::Duration {
+    pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 }

@@ -93,19 +93,13 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
             _ = sleep_until(deadline) => true,
         };
         let sample_started = tokio::time::Instant::now();
-        let sample = sampler.sample()?;
-        let (totals, walked) = (sample.transitions.clone(), sample.scan_fresh);
+        let totals = sampler.sample()?.transitions.clone();
         samples_taken += 1;
         let report = sampler.report()?;
-        // The walks pace themselves (see Sampler::sample); the rest of a
-        // sample (/proc reads, the report) stretches the interval only
-        // when it alone is slow.
-        let walks = if walked {
-            sampler.last_scan_took()
-        } else {
-            Duration::ZERO
-        };
-        let rest = sample_started.elapsed().saturating_sub(walks);
+        // The walks pace themselves on their own thread (see
+        // Sampler::sample); the rest of a sample (/proc reads, the report)
+        // stretches the interval only when it alone is slow.
+        let rest = sample_started.elapsed().saturating_sub(sampler.walk_wait());
         next_sample = sample_started + args.interval.max(rest * 5);
         print_sample(args.json, sampler.elapsed(), &report, &totals, &previous);
         publish.send_replace(Snapshot {

@@ -7,6 +7,7 @@ pub mod features;
 pub mod probes;
 pub mod scans;
 pub mod tracefs;
+pub mod walker;
 
 /// The kernel programs, built from `c1m-ebpf` by `build.rs`.
 pub static C1M_EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/c1m"));

@@ -2,7 +2,7 @@
 //! supports for each hook, telling them which process is the target, and
 //! reading their counters back.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -18,13 +18,11 @@ use serde::Serialize;
 
 use super::{
     C1M_EBPF_OBJECT, btf_offsets,
-    scans::{FdScan, Scans},
+    scans::Scans,
     tracefs,
+    walker::{Walk, Walker},
 };
-use crate::{
-    model::{sock_scan::SockScan, transitions::TransitionCounts},
-    system::privileges::Privileges,
-};
+use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
 
 /// Reader of the kernel side's aya-log messages, into the `log` crate.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -82,7 +80,8 @@ pub fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
 /// The loaded and attached probes. Dropping it detaches everything: aya
 /// owns the links and closes them, and nothing is pinned.
 pub struct Probes {
-    ebpf: Ebpf,
+    /// The loaded object, which holds the attached probes' links.
+    kernel: Kernel,
     pub attach_mode: AttachMode,
     /// How child processes are followed, or why they are not.
     pub children: Result<&'static str, String>,
@@ -91,9 +90,35 @@ pub struct Probes {
     transitions: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
-    /// Socket and fd scans through BPF iterators, or why they are
-    /// unavailable on this kernel.
-    scans: Result<Scans, String>,
+}
+
+/// Where the loaded object lives: on the walker thread when this kernel
+/// can walk sockets and fd tables (BPF iterators), else here.
+enum Kernel {
+    Walker(Walker),
+    CannotWalk { _ebpf: Ebpf, why: String },
+}
+
+/// What asking for a walk gave.
+pub enum WalkState {
+    /// This kernel cannot walk (see [`Probes::scans_unavailable`]).
+    Unavailable,
+    /// A walk is under way and did not finish within the budget.
+    Walking,
+    Done(Walk),
+}
+
+/// Whether this process may load and attach the probes; the error names
+/// the capabilities it lacks.
+pub fn ensure_privileges() -> Result<(), ProbeError> {
+    let privileges = Privileges::of_this_process();
+    if privileges.can_trace() {
+        Ok(())
+    } else {
+        Err(ProbeError::NoPrivilege {
+            missing: privileges.missing_for_tracing().join(" + "),
+        })
+    }
 }
 
 impl Probes {
@@ -101,12 +126,7 @@ impl Probes {
     /// or on a kernel whose preferred mode misbehaves); `follow_children`
     /// makes processes the target starts targets too.
     pub fn attach(only: Option<AttachMode>, follow_children: bool) -> Result<Probes, ProbeError> {
-        let privileges = Privileges::of_this_process();
-        if !privileges.can_trace() {
-            return Err(ProbeError::NoPrivilege {
-                missing: privileges.missing_for_tracing().join(" + "),
-            });
-        }
+        ensure_privileges()?;
         // Without BTF, tp_btf cannot work anyway; zero offsets are never used.
         let btf = btf_offsets::load_kernel_btf();
         let offsets = match &btf {
@@ -180,13 +200,15 @@ impl Probes {
         let transitions =
             PerCpuArray::try_from(take(MAP_TRANSITIONS)?).map_err(map_error(MAP_TRANSITIONS))?;
         let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?;
-        let scans = Scans::load(&mut ebpf)?;
-        if let Err(why) = &scans {
-            log::warn!("socket scans unavailable, counts will be estimated: {why}");
-        }
+        let kernel = match Scans::load(&mut ebpf)? {
+            Ok(scans) => Kernel::Walker(Walker::start(ebpf, scans)),
+            Err(why) => {
+                log::warn!("socket scans unavailable, counts will be estimated: {why}");
+                Kernel::CannotWalk { _ebpf: ebpf, why }
+            }
+        };
         Ok(Probes {
-            ebpf,
-            scans,
+            kernel,
             attach_mode,
             children,
             target_tgids,
@@ -199,23 +221,34 @@ impl Probes {
 
     /// Why scans are unavailable, if they are.
     pub fn scans_unavailable(&self) -> Option<&str> {
-        self.scans.as_ref().err().map(String::as_str)
-    }
-
-    /// The target's sockets now; `None` when this kernel cannot scan.
-    pub fn scan_sockets(&mut self) -> Result<Option<SockScan>, ProbeError> {
-        match &mut self.scans {
-            Ok(scans) => scans.scan_sockets(&mut self.ebpf).map(Some),
-            Err(_) => Ok(None),
+        match &self.kernel {
+            Kernel::Walker(_) => None,
+            Kernel::CannotWalk { why, .. } => Some(why),
         }
     }
 
-    /// Open files and listeners per target process; `None` when this kernel
-    /// cannot scan.
-    pub fn scan_fds(&mut self) -> Result<Option<FdScan>, ProbeError> {
-        match &mut self.scans {
-            Ok(scans) => scans.scan_fds(&mut self.ebpf).map(Some),
-            Err(_) => Ok(None),
+    /// Whether a walk was asked for and not collected yet.
+    pub fn walk_in_flight(&self) -> bool {
+        matches!(&self.kernel, Kernel::Walker(walker) if walker.in_flight())
+    }
+
+    /// Ask for a walk of the target's sockets and fd tables (unless one is
+    /// under way) and wait up to `budget` for it.
+    pub fn walk_within(&mut self, budget: Duration) -> Result<WalkState, ProbeError> {
+        match &mut self.kernel {
+            Kernel::Walker(walker) => Ok(match walker.walk_within(budget)? {
+                Some(walk) => WalkState::Done(walk),
+                None => WalkState::Walking,
+            }),
+            Kernel::CannotWalk { .. } => Ok(WalkState::Unavailable),
+        }
+    }
+
+    /// A walk, however long it takes; `None` when this kernel cannot walk.
+    pub fn walk_now(&mut self) -> Result<Option<Walk>, ProbeError> {
+        match &mut self.kernel {
+            Kernel::Walker(walker) => walker.walk_now().map(Some),
+            Kernel::CannotWalk { .. } => Ok(None),
         }
     }
 

@@ -66,8 +66,8 @@ impl TargetSet {
         // Listeners that already exist: from the fd scan when this kernel
         // has it (cheap at any scale); otherwise from /proc, which reads
         // every fd link and the whole TCP table of the target's namespace.
-        if let Some(scan) = probes.scan_fds()? {
-            for (port, listeners) in scan.listening_ports {
+        if let Some(walk) = probes.walk_now()? {
+            for (port, listeners) in walk.fds.listening_ports {
                 probes.add_listen_port(port, listeners)?;
             }
             return Ok(TargetSet {
