@@ -99,6 +99,14 @@ function renderCost(r) {
   $("cost-facts").replaceChildren(...facts.map(([k, v]) => el("div", {}, el("b", {}, k), v)));
 }
 
+// "(last walk 1.2 s, 3 s ago)": at a million sockets walks take over a
+// second and run less often than samples.
+function walkNote(d) {
+  if (d.walk_ms == null) return "";
+  const s = (ms) => (ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+  return ` (last walk ${s(d.walk_ms)}, ${s(d.walk_age_ms)} ago)`;
+}
+
 function renderHealth(r) {
   const d = r.daemon || {};
   const drops = Object.entries(r.drops || {});
@@ -106,7 +114,7 @@ function renderHealth(r) {
   const facts = [
     ["attach mode", d.attach_mode || "–"],
     ["child processes", d.children ? (d.children.Ok ? "followed (" + d.children.Ok + ")" : "not followed: " + d.children.Err) : "–"],
-    ["socket scans", d.scans ? (d.scans.Ok !== undefined ? "iter/tcp + iter/task_file" : "unavailable: " + d.scans.Err) : "–"],
+    ["socket scans", d.scans ? (d.scans.Ok !== undefined ? "iter/tcp + iter/task_file" + walkNote(d) : "unavailable: " + d.scans.Err) : "–"],
     ["lost events", lost === 0 ? "none" : drops.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ")],
     ["samples", d.samples != null ? `${d.samples} every ${d.interval_ms} ms` : "–"],
     ["own memory / CPU", d.rss_bytes != null ? `${fmtBytes(d.rss_bytes)} / ${d.cpu_seconds.toFixed(1)} s` : "–"],

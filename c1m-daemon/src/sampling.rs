@@ -223,6 +223,10 @@ impl Sampler {
             },
             interval_ms: interval.as_millis() as u64,
             samples,
+            walk_ms: self.last_walk.map(|(_, took)| took.as_millis() as u64),
+            walk_age_ms: self
+                .last_walk
+                .map(|(at, _)| at.elapsed().as_millis() as u64),
             rss_bytes,
             cpu_seconds,
         }

@@ -81,6 +81,14 @@ fn user_bytes_per_connection_match_what_the_server_allocates() {
             .contains("inet_sock_set_state")
     );
     assert!(json["daemon"]["samples"].as_u64().unwrap() > 5);
+    // A thousand sockets walk in well under the 200 ms interval: every
+    // sample walked, so the report's last walk is a moment old.
+    let walk_age = json["daemon"]["walk_age_ms"].as_u64().unwrap();
+    assert!(walk_age < 1000, "{json:#}");
+    assert!(
+        json["daemon"]["walk_ms"].as_u64().unwrap() < 200,
+        "{json:#}"
+    );
     drop(held);
 }
 

@@ -35,6 +35,11 @@ pub struct DaemonInfo {
     pub scans: Result<(), String>,
     pub interval_ms: u64,
     pub samples: u64,
+    /// How long the last socket and fd walk took, and how long ago it
+    /// started (walks repeat at most a fifth of the time, so at a million
+    /// sockets the counts are a few seconds old).
+    pub walk_ms: Option<u64>,
+    pub walk_age_ms: Option<u64>,
     /// The daemon's own resident memory and CPU time.
     pub rss_bytes: u64,
     pub cpu_seconds: f64,

@@ -231,9 +231,9 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let mut publish_report = |sampler: &mut Sampler,
                               progress: &Progress,
                               next_sample: &mut tokio::time::Instant|
-     -> anyhow::Result<()> {
+     -> anyhow::Result<bool> {
         let started = tokio::time::Instant::now();
-        sampler.sample()?;
+        let walked = sampler.sample()?.scan_fresh;
         samples_taken += 1;
         let report = sampler.report()?;
         publish.send_replace(Snapshot {
@@ -241,10 +241,14 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
             daemon: Some(sampler.daemon_info(interval, samples_taken)),
             selftest: Some(serde_json::to_value(progress)?),
         });
-        *next_sample = started + interval.max(started.elapsed() * 5);
-        Ok(())
+        // As in `run`: the walks pace themselves; the rest of a sample
+        // stretches the interval only when it alone is slow.
+        let rest = started.elapsed().saturating_sub(sampler.walk_wait());
+        *next_sample = started + interval.max(rest * 5);
+        Ok(walked)
     };
 
+    const SETTLE_SAMPLES_MAX: u32 = 30;
     'steps: for k in 1..=steps {
         let size = step_size(n, steps, k);
         progress.step = k;
@@ -315,10 +319,16 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
                 _ = tokio::time::sleep_until(deadline) => { interrupted = true; break 'steps; }
             }
         }
-        // Settle: two samples at this step for the marginal-cost fit.
-        for _ in 0..2 {
+        // Settle: two samples at this step that walked the sockets, for the
+        // marginal-cost fit (at a million sockets a walk spans a few
+        // samples; the bound keeps a stuck walker from holding the ramp).
+        let mut walked = 0;
+        for _ in 0..SETTLE_SAMPLES_MAX {
             tokio::time::sleep_until(next_sample).await;
-            publish_report(&mut sampler, &progress, &mut next_sample)?;
+            walked += u32::from(publish_report(&mut sampler, &progress, &mut next_sample)?);
+            if walked == 2 {
+                break;
+            }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
