@@ -2,13 +2,11 @@
 
 use procfs::{FromRead as _, Meminfo, ProcError};
 
-use super::key_value::key_value_lines_are_sound;
+use super::{key_value::key_value_lines_are_sound, process::read_proc_file};
 
 /// The box's memory counters now.
 pub fn read_meminfo() -> Result<Meminfo, ProcError> {
-    let bytes = std::fs::read("/proc/meminfo")
-        .map_err(|err| ProcError::Io(err, Some("/proc/meminfo".into())))?;
-    parse_meminfo(&bytes)
+    parse_meminfo(&read_proc_file("/proc/meminfo".into())?)
 }
 
 /// Checked by [`key_value_lines_are_sound`] first (procfs panics on some

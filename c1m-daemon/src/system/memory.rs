@@ -5,9 +5,10 @@ use procfs::{
     process::{Process, SmapsRollup},
 };
 
-use super::key_value::key_value_lines_are_sound;
-
-use super::process::TargetError;
+use super::{
+    key_value::key_value_lines_are_sound,
+    process::{TargetError, proc_error, read_proc_file},
+};
 
 /// The memory a process allocated itself: proportional anonymous and shmem
 /// pages (heap, stacks, buffers; pages shared after fork split among their
@@ -17,17 +18,9 @@ use super::process::TargetError;
 /// whenever another process mapping the same file starts or exits. Kernels
 /// before 5.8 lack the split; there it is the whole PSS.
 pub fn pss_bytes(pid: u32) -> Result<u64, TargetError> {
-    let bytes = std::fs::read(format!("/proc/{pid}/smaps_rollup")).map_err(|err| {
-        match err.raw_os_error() {
-            Some(libc::ENOENT | libc::ESRCH) => TargetError::Exited { pid },
-            _ => TargetError::Unreadable {
-                pid,
-                source: ProcError::Io(err, None),
-            },
-        }
-    })?;
-    let rollup =
-        parse_smaps_rollup(&bytes).map_err(|source| TargetError::Unreadable { pid, source })?;
+    let map_err = proc_error(pid, false);
+    let bytes = read_proc_file(format!("/proc/{pid}/smaps_rollup")).map_err(map_err)?;
+    let rollup = parse_smaps_rollup(&bytes).map_err(map_err)?;
     let field = |name: &str| -> Option<u64> {
         rollup
             .memory_map_rollup

@@ -22,7 +22,7 @@ pub enum TargetError {
 
 /// Classify a `/proc` read error: a vanished entry means no such process
 /// (when resolving what the user typed) or that it exited (later).
-fn proc_error(pid: u32, resolving: bool) -> impl Fn(ProcError) -> TargetError + Copy {
+pub fn proc_error(pid: u32, resolving: bool) -> impl Fn(ProcError) -> TargetError + Copy {
     move |source| match source {
         ProcError::NotFound(_) if resolving => TargetError::NoSuchProcess { pid },
         ProcError::NotFound(_) => TargetError::Exited { pid },
@@ -30,17 +30,21 @@ fn proc_error(pid: u32, resolving: bool) -> impl Fn(ProcError) -> TargetError + 
     }
 }
 
+/// The bytes of a `/proc` file, with the errors procfs gives: a vanished
+/// entry is `NotFound` (the process exited), a refused one
+/// `PermissionDenied`. For the files c1m parses itself before procfs does.
+pub fn read_proc_file(path: String) -> Result<Vec<u8>, ProcError> {
+    let path = std::path::PathBuf::from(path);
+    std::fs::read(&path).map_err(|err| match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ESRCH) => ProcError::NotFound(Some(path)),
+        Some(libc::EACCES | libc::EPERM) => ProcError::PermissionDenied(Some(path)),
+        _ => ProcError::Io(err, Some(path)),
+    })
+}
+
 /// `/proc/<pid>/stat`, parsed by procfs after [`parse_stat`]'s check.
 pub fn read_stat(pid: u32) -> Result<Stat, ProcError> {
-    let path = std::path::PathBuf::from(format!("/proc/{pid}/stat"));
-    match std::fs::read(&path) {
-        Ok(bytes) => parse_stat(&bytes),
-        Err(err) => Err(match err.raw_os_error() {
-            Some(libc::ENOENT | libc::ESRCH) => ProcError::NotFound(Some(path)),
-            Some(libc::EACCES | libc::EPERM) => ProcError::PermissionDenied(Some(path)),
-            _ => ProcError::Io(err, Some(path)),
-        }),
-    }
+    parse_stat(&read_proc_file(format!("/proc/{pid}/stat"))?)
 }
 
 /// The text of a `/proc/<pid>/stat`, parsed by procfs once its shape is

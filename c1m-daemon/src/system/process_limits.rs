@@ -7,14 +7,11 @@ use procfs::{
     process::{LimitValue, Limits},
 };
 
+use super::process::read_proc_file;
+
 /// The rlimits of process `pid`.
 pub fn read_process_limits(pid: u32) -> Result<Limits, ProcError> {
-    let path = std::path::PathBuf::from(format!("/proc/{pid}/limits"));
-    let bytes = std::fs::read(&path).map_err(|err| match err.raw_os_error() {
-        Some(libc::ENOENT | libc::ESRCH) => ProcError::NotFound(Some(path.clone())),
-        _ => ProcError::Io(err, Some(path.clone())),
-    })?;
-    parse_process_limits(&bytes)
+    parse_process_limits(&read_proc_file(format!("/proc/{pid}/limits"))?)
 }
 
 /// procfs 0.18 indexes each line from its end (`len - 3`) and panics on a
