@@ -27,7 +27,7 @@ use tokio::{
 
 use super::load::{diagnose::Verdict, source_ips::auto_source_ips};
 use crate::{
-    analysis::{Ceiling, analyze},
+    analysis::{Ceiling, CeilingInputs, analyze},
     api::{self, Snapshot},
     commands::EXIT_LIMIT_HIT,
     model::report::Report,
@@ -356,15 +356,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     terminate(&echo.child);
     let _ = tokio::time::timeout(Duration::from_secs(30), echo.child.wait()).await;
 
-    let mut server_only = inputs.clone();
-    server_only.processes.clear();
-    server_only.files_per_connection = 1.0;
-    let mut both = server_only.clone();
-    both.files_per_connection = 2.0;
-    if let (Some(kernel), Some(user)) = (both.kernel_bytes, both.user_bytes) {
-        both.kernel_bytes = Some(kernel * 2.0);
-        both.user_bytes = Some(user + load_user_bytes.unwrap_or(0) as f64);
-    }
+    let (both, server_only) = box_projections(&inputs, held, load_user_bytes);
     let box_both = analyze(&both);
     let box_server = analyze(&server_only);
     let complete = held >= n && !interrupted;
@@ -471,9 +463,60 @@ fn verdict_text(
     lines.join("\n")
 }
 
+/// The limits for this box from the costs measured with `held`
+/// connections open: (both ends local, as the ramp ran: two sockets and two
+/// files per connection; the server alone, as if its clients were elsewhere).
+fn box_projections(
+    measured: &CeilingInputs,
+    held: u64,
+    load_user_bytes: Option<u64>,
+) -> (CeilingInputs, CeilingInputs) {
+    let mut server_only = measured.clone();
+    server_only.processes.clear();
+    server_only.files_per_connection = 1.0;
+    let mut both = server_only.clone();
+    // The server alone would not share the box with the load side: the
+    // memory its sockets and processes held (measured while all were open)
+    // would be free too.
+    if let (Some(available), Some(kernel)) = (server_only.mem_available, server_only.kernel_bytes) {
+        let load_side = held as f64 * (kernel + load_user_bytes.unwrap_or(0) as f64);
+        server_only.mem_available = Some(available + load_side as u64);
+    }
+    both.files_per_connection = 2.0;
+    if let (Some(kernel), Some(user)) = (both.kernel_bytes, both.user_bytes) {
+        both.kernel_bytes = Some(kernel * 2.0);
+        both.user_bytes = Some(user + load_user_bytes.unwrap_or(0) as f64);
+    }
+    (both, server_only)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_alone_gets_the_load_sides_memory_back() {
+        let measured = CeilingInputs {
+            connections: 1_000,
+            kernel_bytes: Some(3_000.0),
+            user_bytes: Some(1_000.0),
+            mem_available: Some(10_000_000),
+            ..Default::default()
+        };
+        let (both, alone) = box_projections(&measured, 1_000, Some(500));
+        assert_eq!(alone.mem_available, Some(10_000_000 + 1_000 * 3_500));
+        assert_eq!(
+            (alone.kernel_bytes, alone.user_bytes),
+            (Some(3_000.0), Some(1_000.0))
+        );
+        assert_eq!(alone.files_per_connection, 1.0);
+        assert_eq!(both.mem_available, Some(10_000_000));
+        assert_eq!(
+            (both.kernel_bytes, both.user_bytes),
+            (Some(6_000.0), Some(1_500.0))
+        );
+        assert_eq!(both.files_per_connection, 2.0);
+    }
 
     #[test]
     fn default_n_follows_memory() {
