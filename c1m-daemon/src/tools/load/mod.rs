@@ -12,7 +12,6 @@ mod shard;
 pub mod source_ips;
 
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     process::ExitCode,
     sync::Arc,
@@ -29,7 +28,7 @@ use tokio::{
     sync::watch,
 };
 
-pub use shard::{CloseSide, ShardPlan, ShardProgress};
+pub use shard::{CloseSide, ShardCounts, ShardPlan, ShardProgress};
 use shard::{ShardCounters, run_shard};
 
 use self::diagnose::{Evidence, ServerFds, Verdict, diagnose};
@@ -68,14 +67,8 @@ pub struct LoadOptions {
 /// The totals over all shards.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LoadTotals {
-    pub attempts: u64,
-    pub connected_total: u64,
-    pub closed_total: u64,
-    pub open: u64,
-    pub dropped_by_server: u64,
-    pub messages_ok: u64,
-    pub messages_bad: u64,
-    pub failures: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub counts: ShardCounts,
     /// Shards that stopped ramping because connects stopped completing.
     pub stalled_shards: u64,
     /// Shards past their ramp (holding, stalled, closing or done).
@@ -85,16 +78,7 @@ pub struct LoadTotals {
 
 impl LoadTotals {
     fn add(&mut self, p: &ShardProgress) {
-        self.attempts += p.attempts;
-        self.connected_total += p.connected_total;
-        self.closed_total += p.closed_total;
-        self.open += p.open;
-        self.dropped_by_server += p.dropped_by_server;
-        self.messages_ok += p.messages_ok;
-        self.messages_bad += p.messages_bad;
-        for (name, n) in &p.failures {
-            *self.failures.entry(name.clone()).or_insert(0) += n;
-        }
+        self.counts.add(&p.counts);
         self.stalled_shards += u64::from(p.phase == "stalled");
         self.ramped_shards += u64::from(p.phase != "ramp" && !p.phase.is_empty());
         self.done_shards += u64::from(p.phase == "done");
@@ -273,7 +257,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
             _ = shards.reap() => {},
         }
         let totals = shards.totals();
-        peak_open = peak_open.max(totals.open);
+        peak_open = peak_open.max(totals.counts.open);
         // The ramp is over when every shard has finished its part (churn
         // mode has no ramp: its duration is the shards' business).
         if ramp_done.is_none() && totals.ramped_shards == shards.count() {
@@ -282,7 +266,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
             // are still open.
             if options.churn.is_none() && peak_open < options.connections {
                 verdict = diagnose(&Evidence {
-                    failures: totals.failures.clone(),
+                    failures: totals.counts.failures.clone(),
                     stalled: totals.stalled_shards > 0,
                     client_nofile: nofile,
                     ports_per_ip: ports,
@@ -298,9 +282,9 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
                 println!(
                     "{}",
                     json!({"event": "ramped", "elapsed_ms": started.elapsed().as_millis() as u64,
-                           "open": totals.open, "target": options.connections,
+                           "open": totals.counts.open, "target": options.connections,
                            "reached": peak_open >= options.connections,
-                           "failures": totals.failures, "verdict": verdict})
+                           "failures": totals.counts.failures, "verdict": verdict})
                 );
             }
         }
@@ -312,8 +296,8 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
             stop_all(&stop, &shards);
             stopping = true;
         }
-        let rate = totals.connected_total - previous_connected;
-        previous_connected = totals.connected_total;
+        let rate = totals.counts.connected_total - previous_connected;
+        previous_connected = totals.counts.connected_total;
         report_progress(options, &bar, started.elapsed(), &totals, rate);
         if shards.finished() {
             break;
@@ -333,7 +317,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
         reached,
         ramp_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
-        ramp_rate: totals.connected_total as f64 / ramp_seconds.max(1e-3),
+        ramp_rate: totals.counts.connected_total as f64 / ramp_seconds.max(1e-3),
         processes: shards.count(),
         source_ips: source_ips.len(),
         totals,
@@ -465,25 +449,25 @@ fn report_progress(
         println!(
             "{}",
             json!({"event": "progress", "elapsed_ms": elapsed.as_millis() as u64,
-                   "target": options.connections, "open": totals.open,
-                   "connected_total": totals.connected_total, "closed_total": totals.closed_total,
-                   "rate_per_second": rate, "failures": totals.failures,
-                   "messages_ok": totals.messages_ok, "messages_bad": totals.messages_bad,
-                   "dropped_by_server": totals.dropped_by_server})
+                   "target": options.connections, "open": totals.counts.open,
+                   "connected_total": totals.counts.connected_total, "closed_total": totals.counts.closed_total,
+                   "rate_per_second": rate, "failures": totals.counts.failures,
+                   "messages_ok": totals.counts.messages_ok, "messages_bad": totals.counts.messages_bad,
+                   "dropped_by_server": totals.counts.dropped_by_server})
         );
     } else if bar.is_hidden() {
         eprintln!(
             "{:>6.1}s  open {:>9}/{}  {:>7}/s  closed {}  failures {:?}",
             elapsed.as_secs_f64(),
-            totals.open,
+            totals.counts.open,
             options.connections,
             rate,
-            totals.closed_total,
-            totals.failures
+            totals.counts.closed_total,
+            totals.counts.failures
         );
     } else {
-        bar.set_position(totals.open);
-        bar.set_message(format!("{rate}/s  failures {:?}", totals.failures));
+        bar.set_position(totals.counts.open);
+        bar.set_message(format!("{rate}/s  failures {:?}", totals.counts.failures));
     }
 }
 
@@ -498,10 +482,10 @@ fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
     if options.churn.is_some() {
         println!(
             "churned {} connections ({:.0}/s) to {}; failures {:?}",
-            t.closed_total,
-            t.closed_total as f64 / outcome.elapsed_seconds.max(1e-3),
+            t.counts.closed_total,
+            t.counts.closed_total as f64 / outcome.elapsed_seconds.max(1e-3),
             outcome.target,
-            t.failures
+            t.counts.failures
         );
     } else if outcome.reached {
         println!(
@@ -515,7 +499,7 @@ fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
     } else {
         println!(
             "stopped at {} of {} connections to {}; failures {:?}",
-            outcome.peak_open, outcome.requested, outcome.target, t.failures
+            outcome.peak_open, outcome.requested, outcome.target, t.counts.failures
         );
     }
     if let Some(v) = &outcome.verdict {
@@ -529,14 +513,17 @@ fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
             v.explanation
         );
     }
-    if t.messages_ok + t.messages_bad > 0 {
+    if t.counts.messages_ok + t.counts.messages_bad > 0 {
         println!(
             "messages echoed: {} ok, {} wrong",
-            t.messages_ok, t.messages_bad
+            t.counts.messages_ok, t.counts.messages_bad
         );
     }
-    if t.dropped_by_server > 0 {
-        println!("the server closed {} held connections", t.dropped_by_server);
+    if t.counts.dropped_by_server > 0 {
+        println!(
+            "the server closed {} held connections",
+            t.counts.dropped_by_server
+        );
     }
 }
 

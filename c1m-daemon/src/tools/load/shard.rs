@@ -75,8 +75,9 @@ pub struct ShardCounters {
     pub phase: AtomicU64,
 }
 
+/// What a shard has done so far; the load's totals are their sum.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardProgress {
+pub struct ShardCounts {
     pub attempts: u64,
     pub connected_total: u64,
     pub closed_total: u64,
@@ -85,6 +86,29 @@ pub struct ShardProgress {
     pub messages_ok: u64,
     pub messages_bad: u64,
     pub failures: BTreeMap<String, u64>,
+}
+
+impl ShardCounts {
+    pub fn add(&mut self, other: &ShardCounts) {
+        self.attempts += other.attempts;
+        self.connected_total += other.connected_total;
+        self.closed_total += other.closed_total;
+        self.open += other.open;
+        self.dropped_by_server += other.dropped_by_server;
+        self.messages_ok += other.messages_ok;
+        self.messages_bad += other.messages_bad;
+        for (name, n) in &other.failures {
+            *self.failures.entry(name.clone()).or_insert(0) += n;
+        }
+    }
+}
+
+/// A shard's progress line: its counts and its phase (one JSON object,
+/// the counts flattened into it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardProgress {
+    #[serde(flatten)]
+    pub counts: ShardCounts,
     pub phase: String,
 }
 
@@ -100,14 +124,16 @@ impl ShardCounters {
         let connected = self.connected_total.load(Ordering::Relaxed);
         let closed = self.closed_total.load(Ordering::Relaxed);
         ShardProgress {
-            attempts: self.attempts.load(Ordering::Relaxed),
-            connected_total: connected,
-            closed_total: closed,
-            open: connected.saturating_sub(closed),
-            dropped_by_server: self.dropped_by_server.load(Ordering::Relaxed),
-            messages_ok: self.messages_ok.load(Ordering::Relaxed),
-            messages_bad: self.messages_bad.load(Ordering::Relaxed),
-            failures: self.failures.snapshot(),
+            counts: ShardCounts {
+                attempts: self.attempts.load(Ordering::Relaxed),
+                connected_total: connected,
+                closed_total: closed,
+                open: connected.saturating_sub(closed),
+                dropped_by_server: self.dropped_by_server.load(Ordering::Relaxed),
+                messages_ok: self.messages_ok.load(Ordering::Relaxed),
+                messages_bad: self.messages_bad.load(Ordering::Relaxed),
+                failures: self.failures.snapshot(),
+            },
             phase: PHASES[self.phase.load(Ordering::Relaxed) as usize % PHASES.len()].to_owned(),
         }
     }
@@ -453,6 +479,24 @@ mod tests {
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(520), "{elapsed:?}");
+    }
+
+    #[test]
+    fn a_progress_line_is_one_flat_json_object_and_reads_back() {
+        let mut progress = ShardProgress::default();
+        progress.counts.open = 7;
+        progress.counts.failures.insert("ECONNREFUSED".into(), 2);
+        progress.phase = "hold".into();
+        let line = serde_json::to_string(&progress).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (value["open"].as_u64(), value["phase"].as_str()),
+            (Some(7), Some("hold"))
+        );
+        assert_eq!(
+            serde_json::from_str::<ShardProgress>(&line).unwrap(),
+            progress
+        );
     }
 
     #[test]
