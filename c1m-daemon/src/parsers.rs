@@ -5,7 +5,7 @@
 //! The `/proc` files c1m reads through the `procfs` crate are fuzzed as
 //! c1m hands them to it: through a shape check first where procfs was
 //! found to panic (stat, meminfo, limits, smaps_rollup), directly through its
-//! `FromRead` implementations otherwise (status, statm, loadavg).
+//! `FromRead` implementations otherwise (status, statm, loadavg, net/tcp).
 
 pub use crate::{
     cli::{parse_duration, parse_rate, parse_size},
@@ -40,6 +40,17 @@ pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     count(parse_stat(bytes).is_ok());
     count(StatM::from_read(bytes).is_ok());
     count(procfs::LoadAverage::from_read(bytes).is_ok());
+    // /proc/<pid>/net/tcp, read for listeners on kernels without iterators.
+    let system = procfs::ExplicitSystemInfo {
+        boot_time_secs: 0,
+        ticks_per_second: 100,
+        page_size: 4096,
+        is_little_endian: true,
+    };
+    count(
+        <procfs::net::TcpNetEntries as procfs::FromReadSI>::from_read(bytes, &system)
+            .is_ok_and(|entries| !entries.0.is_empty()),
+    );
     let text = String::from_utf8_lossy(bytes);
     count(!parse_sockstat(&text).is_empty());
     count(parse_counters("/proc/net/netstat", &text).is_ok());
