@@ -205,9 +205,13 @@ impl Sampler {
         })
     }
 
-    /// How long the last sample waited for the walker.
-    pub fn walk_wait(&self) -> Duration {
-        self.walk_wait
+    /// Time from the start of a sample (which took `took`, report
+    /// included) to the next: `interval`, stretched only when the sample
+    /// was slow by itself. The walks pace themselves on their own thread
+    /// (see [`Sampler::sample`]), so the wait for one does not count; the
+    /// rest (/proc reads, the report) may take at most a fifth of the time.
+    pub fn next_sample_in(&self, interval: Duration, took: Duration) -> Duration {
+        interval.max(took.saturating_sub(self.walk_wait) * 5)
     }
 
     /// c1m's own state, for the API's `daemon` section.

@@ -96,11 +96,8 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         let totals = sampler.sample()?.transitions.clone();
         samples_taken += 1;
         let report = sampler.report()?;
-        // The walks pace themselves on their own thread (see
-        // Sampler::sample); the rest of a sample (/proc reads, the report)
-        // stretches the interval only when it alone is slow.
-        let rest = sample_started.elapsed().saturating_sub(sampler.walk_wait());
-        next_sample = sample_started + args.interval.max(rest * 5);
+        next_sample =
+            sample_started + sampler.next_sample_in(args.interval, sample_started.elapsed());
         print_sample(args.json, sampler.elapsed(), &report, &totals, &previous);
         publish.send_replace(Snapshot {
             report: Some(Arc::new(report)),

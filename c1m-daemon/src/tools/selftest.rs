@@ -241,10 +241,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
             daemon: Some(sampler.daemon_info(interval, samples_taken)),
             selftest: Some(serde_json::to_value(progress)?),
         });
-        // As in `run`: the walks pace themselves; the rest of a sample
-        // stretches the interval only when it alone is slow.
-        let rest = started.elapsed().saturating_sub(sampler.walk_wait());
-        *next_sample = started + interval.max(rest * 5);
+        *next_sample = started + sampler.next_sample_in(interval, started.elapsed());
         Ok(walked)
     };
 
