@@ -10,6 +10,7 @@ use crate::{
     system::{
         cgroup::{cgroup_dirs, parse_limit, parse_usage},
         meminfo::read_meminfo,
+        memory::open_fds as count_open_fds,
         netstat::Counters,
         privileges::Privileges,
         process::read_stat,
@@ -114,7 +115,6 @@ fn file_max_exempt(pids: &[u32]) -> bool {
 }
 
 fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
-    let process = procfs::process::Process::new(pid as i32).ok()?;
     let limit = read_process_limits(pid).ok()?.max_open_files;
     Some(ProcessLimits {
         pid,
@@ -122,7 +122,7 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
         nofile_hard: limit_value(limit.hard_limit),
         open_fds: match open_fds {
             Some(n) => n,
-            None => process.fd_count().ok()? as u64,
+            None => count_open_fds(pid).ok()?,
         },
     })
 }

@@ -36,6 +36,7 @@ use crate::{
     commands::EXIT_LIMIT_HIT,
     system::{
         limits::read_rlimit_nofile,
+        memory::open_fds,
         netstat::read_netstat,
         process::descendants,
         process_limits::read_process_limits,
@@ -407,12 +408,11 @@ fn servers_at_fd_limit(pid: u32) -> Vec<ServerFds> {
     std::iter::once(pid)
         .chain(descendants(pid).into_iter().map(|(child, _)| child))
         .filter_map(|pid| {
-            let process = procfs::process::Process::new(pid as i32).ok()?;
             let nofile_soft = match read_process_limits(pid).ok()?.max_open_files.soft_limit {
                 procfs::process::LimitValue::Value(v) => v,
                 procfs::process::LimitValue::Unlimited => return None,
             };
-            let open_fds = process.fd_count().ok()? as u64;
+            let open_fds = open_fds(pid).ok()?;
             // A server may stop accepting a little before EMFILE (keeping
             // fds for itself), so "at the limit" has a small margin.
             let margin = (nofile_soft / 100).max(16);
