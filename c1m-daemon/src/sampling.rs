@@ -15,7 +15,7 @@ use crate::{
         gather::{GatherContext, gather},
     },
     api::DaemonInfo,
-    ebpf::probes::{AttachMode, Probes, WalkState, ensure_privileges},
+    ebpf::probes::{AttachMode, ProbeError, Probes, WalkState, ensure_privileges},
     model::report::{Context, Report, Sample, build_report},
     system::{
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
@@ -100,6 +100,17 @@ impl Sampler {
     /// once every one has exited the samples stop, so the report keeps the
     /// last data seen while the target ran.
     pub fn sample(&mut self) -> anyhow::Result<&Sample> {
+        self.take_sample(false)
+    }
+
+    /// A sample whose walk starts now and is waited for however long it
+    /// takes, to end a report on: a walk asked for by an earlier sample may
+    /// predate what the counters saw since (a churn that ended meanwhile).
+    pub fn final_sample(&mut self) -> anyhow::Result<&Sample> {
+        self.take_sample(true)
+    }
+
+    fn take_sample(&mut self, walk_from_now: bool) -> anyhow::Result<&Sample> {
         self.targets.refresh(&mut self.probes)?;
         if !self.targets.any_alive() && !self.samples.is_empty() {
             return Ok(self.samples.back().expect("not empty"));
@@ -114,14 +125,17 @@ impl Sampler {
             || self
                 .last_walk
                 .is_none_or(|(at, took)| at.elapsed() >= took * WALK_TIME_FACTOR);
-        let carried = || self.samples.back().and_then(|last| last.scan.clone());
         let wait_started = Instant::now();
-        let (scan, scan_fresh) = if walk_due {
-            match self
-                .probes
-                .walk_within(WALK_WAIT_BUDGET)
-                .context("walking the target's sockets and files")?
-            {
+        let walk = if walk_from_now {
+            Some(self.walk_from_now())
+        } else if walk_due {
+            Some(self.probes.walk_within(WALK_WAIT_BUDGET))
+        } else {
+            None
+        };
+        let carried = || self.samples.back().and_then(|last| last.scan.clone());
+        let (scan, scan_fresh) = if let Some(walk) = walk {
+            match walk.context("walking the target's sockets and files")? {
                 WalkState::Done(walk) => {
                     log::debug!("socket and fd walks took {:?}", walk.took);
                     self.last_walk = Some((walk.started, walk.took));
@@ -163,6 +177,17 @@ impl Sampler {
         }
         self.samples.push_back(sample);
         Ok(self.samples.back().expect("just pushed"))
+    }
+
+    /// A walk that starts now: after the one under way, if any, is done.
+    fn walk_from_now(&mut self) -> Result<WalkState, ProbeError> {
+        if self.probes.walk_in_flight() {
+            self.probes.walk_now()?;
+        }
+        Ok(match self.probes.walk_now()? {
+            Some(walk) => WalkState::Done(walk),
+            None => WalkState::Unavailable,
+        })
     }
 
     /// The report over the samples taken so far (at least one).

@@ -29,6 +29,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(args.interval.min(args.duration));
     }
+    sampler.final_sample()?;
     let report = sampler.report()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

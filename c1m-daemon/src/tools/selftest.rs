@@ -331,6 +331,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let seconds = started.elapsed().as_secs_f64();
     progress.phase = "done";
     publish_report(&mut sampler, &progress, &mut next_sample)?;
+    sampler.final_sample()?;
     let report = sampler.report()?;
 
     // The load side's own memory, measured before it lets go.
