@@ -2,6 +2,7 @@
 //! rlimits, capabilities, processes. They parse and return typed values; they
 //! do no analysis.
 
+pub mod apps;
 pub mod cgroup;
 pub mod key_value;
 pub mod limits;

@@ -4,6 +4,12 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod haproxy;
+pub mod memcached;
+pub mod nginx;
+pub mod postgresql;
+pub mod redis;
+
 use std::{
     io::{BufRead as _, BufReader, Lines},
     net::SocketAddr,

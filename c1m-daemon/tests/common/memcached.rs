@@ -1,0 +1,1 @@
+//! Starting a real memcached from a temporary config for the tests (being written).

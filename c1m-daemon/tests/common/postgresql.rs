@@ -1,0 +1,1 @@
+//! Starting a real postgresql from a temporary config for the tests (being written).
