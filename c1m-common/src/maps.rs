@@ -23,6 +23,16 @@ pub const MAP_FD_COUNTS: &str = "FD_COUNTS";
 /// reading every fd link under /proc).
 pub const MAP_LISTEN_FOUND: &str = "LISTEN_FOUND";
 
+/// Per-CPU counters of [`crate::TargetEvent`]s.
+pub const MAP_TARGET_EVENTS: &str = "TARGET_EVENTS";
+/// The target's network namespace (inode number), one entry: accepted
+/// connections count only when their socket is in it (0: not set).
+pub const MAP_TARGET_NETNS: &str = "TARGET_NETNS";
+/// Target listeners found by the `iter/tcp` walk, keyed by socket address.
+pub const MAP_LISTENERS_FOUND: &str = "LISTENERS_FOUND";
+/// Most listening sockets of one target the walk reports.
+pub const MAX_TARGET_LISTENERS: u32 = 256;
+
 /// Most processes one target may have (threads are covered by their tgid).
 pub const MAX_TARGET_TGIDS: u32 = 4096;
 /// Most sockets tracked at once. An entry costs about 100 bytes of kernel
@@ -41,3 +51,5 @@ pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";
 pub const PROG_NEW_TASK_TRACEPOINT: &str = "task_newtask_tp";
 pub const PROG_SOCK_SCAN: &str = "sock_scan";
 pub const PROG_FD_SCAN: &str = "fd_scan";
+pub const PROG_ACCEPT_EXIT: &str = "sys_exit_accept_tp";
+pub const PROG_ACCEPT4_EXIT: &str = "sys_exit_accept4_tp";

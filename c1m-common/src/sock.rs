@@ -25,8 +25,23 @@ pub struct OwnedSock {
     pub origin: u8,
     /// Address family (`AF_INET` = 2, `AF_INET6` = 10).
     pub family: u16,
+    /// `bpf_ktime_get_ns()` when an accepted socket became ESTABLISHED (0
+    /// before): how soon the server closed it tells a refusal from service.
+    pub established_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<OwnedSock>() == 8);
+const _: () = assert!(core::mem::size_of::<OwnedSock>() == 16);
+
+impl OwnedSock {
+    pub const fn new(tgid: u32, state: u8, origin: u8, family: u16) -> OwnedSock {
+        OwnedSock {
+            tgid,
+            state,
+            origin,
+            family,
+            established_ns: 0,
+        }
+    }
+}
 
 /// Byte offsets inside `struct sock` (and `task_struct.tgid`), read from the running kernel's BTF by
 /// the daemon and passed to the probes as a global (Rust eBPF has no CO-RE).
@@ -49,12 +64,94 @@ pub struct SockOffsets {
     pub task_tgid: u32,
     /// `socket.sk` (pointer), from a socket file to its `struct sock`.
     pub socket_sk: u32,
+    /// `sk->__sk_common.skc_net` (`possible_net_t`: a `struct net *`); 0
+    /// when unknown (no BTF): the probes then skip what needs the fields
+    /// below.
+    pub skc_net: u32,
+    /// `net->ns.inum` (unsigned int): the network namespace's inode number.
+    pub net_ns_inum: u32,
+    /// `sk->sk_protocol` (u16).
+    pub sk_protocol: u32,
+    /// `sk->sk_ack_backlog` (u32): connections waiting in a listener's
+    /// accept queue.
+    pub sk_ack_backlog: u32,
+    /// `sk->sk_max_ack_backlog` (u32): the accept queue's length.
+    pub sk_max_ack_backlog: u32,
+    /// `sk->sk_drops` (atomic int): for a listener, the connections it
+    /// dropped because its accept queue was full (`tcp_listendrop`).
+    pub sk_drops: u32,
+    /// `tcp_sock.copied_seq` (u32): the next byte the application reads.
+    pub tcp_copied_seq: u32,
+    /// `tcp_sock.rcv_nxt` (u32): the next byte expected from the peer.
+    pub tcp_rcv_nxt: u32,
+    /// `tcp_sock.bytes_received` (u64): payload bytes received.
+    pub tcp_bytes_received: u32,
+    /// Reserved (keeps the size a multiple of 16).
+    pub _pad: [u32; 3],
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
+
+impl SockOffsets {
+    /// All unknown: what the kernel side holds until the daemon sets it.
+    pub const ZERO: SockOffsets = SockOffsets {
+        skc_family: 0,
+        skc_num: 0,
+        skc_state: 0,
+        sk_rmem_alloc: 0,
+        sk_wmem_queued: 0,
+        sk_forward_alloc: 0,
+        task_tgid: 0,
+        socket_sk: 0,
+        skc_net: 0,
+        net_ns_inum: 0,
+        sk_protocol: 0,
+        sk_ack_backlog: 0,
+        sk_max_ack_backlog: 0,
+        sk_drops: 0,
+        tcp_copied_seq: 0,
+        tcp_rcv_nxt: 0,
+        tcp_bytes_received: 0,
+        _pad: [0; 3],
+    };
+}
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers with no padding (sizes asserted above).
     unsafe impl aya::Pod for super::OwnedSock {}
     unsafe impl aya::Pod for super::SockOffsets {}
+    unsafe impl aya::Pod for super::ListenerSlot {}
+    unsafe impl aya::Pod for super::FdCount {}
 }
+
+/// One listening socket of the target as the `iter/tcp` walk found it
+/// (value of `LISTENERS_FOUND`, keyed by the socket's kernel address): its
+/// accept queue now and the connections it dropped since it was created.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerSlot {
+    /// Local port, host byte order.
+    pub port: u16,
+    pub family: u16,
+    /// `sk_ack_backlog`: connections waiting to be accepted.
+    pub queued: u32,
+    /// `sk_max_ack_backlog`: the queue's length (listen() backlog, capped
+    /// by net.core.somaxconn).
+    pub queue_max: u32,
+    /// `sk_drops`: connections dropped because the queue was full.
+    pub drops: u32,
+}
+const _: () = assert!(core::mem::size_of::<ListenerSlot>() == 16);
+
+/// What the `iter/task_file` walk counted for one target process (value of
+/// `FD_COUNTS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdCount {
+    /// Open files of every kind.
+    pub files: u64,
+    /// Of those, TCP sockets that are not listening: the connections this
+    /// process holds an fd for.
+    pub tcp_connections: u64,
+}
+const _: () = assert!(core::mem::size_of::<FdCount>() == 16);

@@ -54,4 +54,65 @@ mod tests {
             assert_eq!(*d as usize, i);
         }
     }
+
+    #[test]
+    fn every_event_has_its_own_slot() {
+        for (i, e) in TargetEvent::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
+}
+
+/// What the target's own sockets and syscalls showed, counted per CPU in
+/// `TARGET_EVENTS` since c1m attached: the evidence that a limit is being
+/// hit by this target (namespace-wide counters cannot tell whose it was).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetEvent {
+    /// An accepted connection the target closed (FIN or reset from its own
+    /// `close()`) within [`REFUSAL_WINDOW_NS`] of accepting it.
+    ClosedAfterAccept = 0,
+    /// Of those, the ones it closed without reading a byte: a refusal
+    /// ("too many clients"), not a served request.
+    RefusedUnread = 1,
+    /// `accept()`/`accept4()` failed with EMFILE: the process's fd limit.
+    AcceptEmfile = 2,
+    /// ... with ENFILE: the box's file limit (fs.file-max).
+    AcceptEnfile = 3,
+    /// ... with ENOMEM or ENOBUFS: memory.
+    AcceptEnomem = 4,
+    /// A connection the target dialled that it closed first, into
+    /// TIME_WAIT (its timewait socket is not on the target's ports, so the
+    /// walk cannot attribute it: these are estimated, and labelled so).
+    DialledTimeWait = 5,
+}
+
+/// Slots in the `TARGET_EVENTS` array.
+pub const TARGET_EVENT_SLOTS: u32 = 6;
+
+/// A server that closes a connection this soon after accepting it, without
+/// reading from it, refused it.
+pub const REFUSAL_WINDOW_NS: u64 = 250_000_000;
+
+impl TargetEvent {
+    pub const ALL: [TargetEvent; TARGET_EVENT_SLOTS as usize] = [
+        TargetEvent::ClosedAfterAccept,
+        TargetEvent::RefusedUnread,
+        TargetEvent::AcceptEmfile,
+        TargetEvent::AcceptEnfile,
+        TargetEvent::AcceptEnomem,
+        TargetEvent::DialledTimeWait,
+    ];
+
+    /// Stable snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetEvent::ClosedAfterAccept => "closed_after_accept",
+            TargetEvent::RefusedUnread => "refused_unread",
+            TargetEvent::AcceptEmfile => "accept_emfile",
+            TargetEvent::AcceptEnfile => "accept_enfile",
+            TargetEvent::AcceptEnomem => "accept_enomem",
+            TargetEvent::DialledTimeWait => "dialled_time_wait",
+        }
+    }
 }

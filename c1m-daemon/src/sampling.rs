@@ -16,10 +16,14 @@ use crate::{
     },
     api::DaemonInfo,
     ebpf::probes::{AttachMode, ProbeError, Probes, WalkState, ensure_privileges},
-    model::report::{Context, Report, Sample, build_report},
+    model::{
+        evidence::{EVIDENCE_WINDOW, window_evidence},
+        report::{Context, Report, Sample, build_report},
+    },
     system::{
+        apps::{AppLimits, read_app_limits, server_processes},
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
-        netns::enter_netns_of,
+        netns::{enter_netns_of, netns_inode},
         netstat::{Counters, read_netstat},
         process::TargetProcess,
         slabinfo::read_slabinfo,
@@ -40,6 +44,10 @@ const WALK_TIME_FACTOR: u32 = 5;
 /// How long a sample waits for a walk before carrying the last one over.
 const WALK_WAIT_BUDGET: Duration = Duration::from_millis(200);
 
+/// How often the server's own limits are read again (a config reload or a
+/// `CONFIG SET` changes them; reading costs a file parse or a query).
+const APP_LIMITS_MAX_AGE: Duration = Duration::from_secs(30);
+
 pub struct Sampler {
     pub probes: Probes,
     pub targets: TargetSet,
@@ -48,11 +56,19 @@ pub struct Sampler {
     uses_epoll: bool,
     /// Open fds per target process, from the last walk.
     fds_by_pid: BTreeMap<u32, u64>,
+    /// TCP connection fds per target process, from the last walk.
+    connection_fds_by_pid: BTreeMap<u32, u64>,
     /// When the last socket and fd walks started, and how long they took.
     last_walk: Option<(Instant, Duration)>,
     /// How long the last sample waited for the walker.
     walk_wait: Duration,
     netstat_start: Counters,
+    /// Kernel counters of recent samples, for what moved within the
+    /// evidence window.
+    netstat_recent: VecDeque<(Instant, Counters)>,
+    /// The caps the target's server sets itself, and when they were read.
+    app_limits: AppLimits,
+    app_limits_read: Option<Instant>,
     /// Files the box spends per connection: 1 (the target's), or 2 when the
     /// clients run on this box too (`selftest`).
     pub files_per_connection: f64,
@@ -79,6 +95,9 @@ impl Sampler {
             log::info!("entered the network namespace of pid {}", first.tgid);
         }
         let mut probes = Probes::attach(attach, follow_children)?;
+        if let Some(inode) = named.first().and_then(|first| netns_inode(first.tgid)) {
+            probes.set_target_netns(inode)?;
+        }
         let targets = TargetSet::start(named, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
         Ok(Sampler {
@@ -88,9 +107,13 @@ impl Sampler {
             samples: VecDeque::new(),
             uses_epoll,
             fds_by_pid: BTreeMap::new(),
+            connection_fds_by_pid: BTreeMap::new(),
             last_walk: None,
             walk_wait: Duration::ZERO,
             netstat_start: read_netstat().unwrap_or_default(),
+            netstat_recent: VecDeque::new(),
+            app_limits: AppLimits::default(),
+            app_limits_read: None,
             files_per_connection: 1.0,
             outbound: None,
         })
@@ -140,6 +163,7 @@ impl Sampler {
                     log::debug!("socket and fd walks took {:?}", walk.took);
                     self.last_walk = Some((walk.started, walk.took));
                     self.fds_by_pid = walk.fds.by_pid;
+                    self.connection_fds_by_pid = walk.fds.connections_by_pid;
                     (Some(walk.sockets), true)
                 }
                 WalkState::Walking => (carried(), false),
@@ -164,6 +188,7 @@ impl Sampler {
             user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
             open_fds,
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
+            events: self.probes.read_events()?,
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
@@ -213,21 +238,96 @@ impl Sampler {
                 drops: self.probes.read_drops()?,
             },
         );
+        self.refresh_app_limits();
         report.ceiling = Some(analyze(&self.ceiling_inputs(&report)));
         Ok(report)
     }
 
     /// The limits as they stand, for this report (the selftest derives its
     /// box-wide projections from them).
-    pub fn ceiling_inputs(&self, report: &Report) -> CeilingInputs {
+    pub fn ceiling_inputs(&mut self, report: &Report) -> CeilingInputs {
+        let now = read_netstat().unwrap_or_default();
+        let window_start = self.netstat_window_start(&now);
         gather(&GatherContext {
             report,
             fds_by_pid: &self.fds_by_pid,
+            connection_fds_by_pid: &self.connection_fds_by_pid,
             netstat_start: &self.netstat_start,
-            netstat_now: &read_netstat().unwrap_or_default(),
+            netstat_window_start: &window_start,
+            netstat_now: &now,
+            evidence: &window_evidence(self.samples.make_contiguous()),
+            app: &self.app_limits,
             files_per_connection: self.files_per_connection,
             outbound: self.outbound,
         })
+    }
+
+    /// The counters as they were at the start of the evidence window (the
+    /// oldest kept, right after attach); `now` joins the kept ones.
+    fn netstat_window_start(&mut self, now: &Counters) -> Counters {
+        let at = Instant::now();
+        while self
+            .netstat_recent
+            .get(1)
+            .is_some_and(|(then, _)| at.duration_since(*then) >= EVIDENCE_WINDOW)
+        {
+            self.netstat_recent.pop_front();
+        }
+        let start = self
+            .netstat_recent
+            .front()
+            .map_or_else(|| now.clone(), |(_, c)| c.clone());
+        self.netstat_recent.push_back((at, now.clone()));
+        start
+    }
+
+    /// Read the server's own limits when due. A read that fails keeps what
+    /// an earlier read found for that server: redis at its cap refuses the
+    /// very query that would read the cap.
+    fn refresh_app_limits(&mut self) {
+        if self
+            .app_limits_read
+            .is_some_and(|at| at.elapsed() < APP_LIMITS_MAX_AGE)
+        {
+            return;
+        }
+        let listening = self.listening_addresses();
+        let mut fresh = read_app_limits(&server_processes(&self.targets.pids(), &listening));
+        let previous = std::mem::take(&mut self.app_limits);
+        fresh.unreadable.retain(|err| {
+            let known: Vec<_> = previous
+                .limits
+                .iter()
+                .filter(|l| l.name.split('.').next() == Some(err.server))
+                .cloned()
+                .collect();
+            if known.is_empty() {
+                return true;
+            }
+            log::info!("{err}; keeping the value read earlier");
+            fresh.limits.extend(known);
+            false
+        });
+        self.app_limits = fresh;
+        self.app_limits_read = Some(Instant::now());
+    }
+
+    /// The addresses the target listens on (a wildcard as loopback), for
+    /// readers that ask the server itself.
+    fn listening_addresses(&self) -> Vec<std::net::SocketAddr> {
+        let ports: std::collections::BTreeSet<u16> = self
+            .samples
+            .back()
+            .and_then(|s| s.scan.as_ref())
+            .map(|scan| scan.listeners.iter().map(|l| l.port).collect())
+            .unwrap_or_default();
+        let Some(&pid) = self.targets.pids().first() else {
+            return Vec::new();
+        };
+        crate::system::process::listening_addresses(pid)
+            .into_iter()
+            .filter(|a| ports.is_empty() || ports.contains(&a.port()))
+            .collect()
     }
 
     /// Time from the start of a sample (which took `took`, report
@@ -246,6 +346,7 @@ impl Sampler {
             version: env!("CARGO_PKG_VERSION"),
             attach_mode: self.probes.attach_mode.to_string(),
             children: self.probes.children.clone().map(str::to_owned),
+            accept_errors: self.probes.accept_errors.clone().map(str::to_owned),
             scans: match self.probes.scans_unavailable() {
                 Some(why) => Err(why.to_owned()),
                 None => Ok(()),

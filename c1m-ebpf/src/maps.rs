@@ -9,8 +9,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use c1m_common::{
-    DROP_SLOTS, DropReason, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_TGIDS, OwnedSock,
-    SOCK_SCAN_SLOTS, SockScanSlot, TRANSITION_SLOTS,
+    DROP_SLOTS, DropReason, FdCount, ListenerSlot, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS,
+    MAX_TARGET_LISTENERS, MAX_TARGET_TGIDS, OwnedSock, SOCK_SCAN_SLOTS, SockScanSlot,
+    TARGET_EVENT_SLOTS, TRANSITION_SLOTS, TargetEvent,
 };
 
 /// tgid -> parent target tgid. Filled by the daemon, and by
@@ -38,10 +39,34 @@ pub static TRANSITIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TRANSIT
 #[map]
 pub static SOCK_SCAN: Array<SockScanSlot> = Array::with_max_entries(SOCK_SCAN_SLOTS, 0);
 
-/// Target tgid -> open files, filled by `fd_scan`; the daemon clears it
-/// before each scan.
+/// Target tgid -> open files and TCP connection fds, filled by `fd_scan`;
+/// the daemon clears it before each scan.
 #[map]
-pub static FD_COUNTS: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
+pub static FD_COUNTS: HashMap<u32, FdCount> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
+
+/// Socket address -> a target listener's accept queue and drops, filled
+/// by `sock_scan`; the daemon clears it before each scan.
+#[map]
+pub static LISTENERS_FOUND: HashMap<u64, ListenerSlot> =
+    HashMap::with_max_entries(MAX_TARGET_LISTENERS, 0);
+
+/// [`TargetEvent`] -> count, per CPU.
+#[map]
+pub static TARGET_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TARGET_EVENT_SLOTS, 0);
+
+/// Slot 0: the target's network namespace inode number (0: unknown, no
+/// filtering). Set by the daemon.
+#[map]
+pub static TARGET_NETNS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Count one [`TargetEvent`] (this CPU's slot: a plain add cannot race).
+#[inline(always)]
+pub fn count_event(event: TargetEvent) {
+    if let Some(slot) = TARGET_EVENTS.get_ptr_mut(event as u32) {
+        // SAFETY: this CPU's own slot of a per-CPU array.
+        unsafe { *slot += 1 };
+    }
+}
 
 /// Local port -> target listeners found by `fd_scan`; cleared before each.
 #[map]

@@ -4,16 +4,7 @@
 use c1m_common::SockOffsets;
 
 #[unsafe(no_mangle)]
-static SOCK_OFFSETS: SockOffsets = SockOffsets {
-    skc_family: 0,
-    skc_num: 0,
-    skc_state: 0,
-    sk_rmem_alloc: 0,
-    sk_wmem_queued: 0,
-    sk_forward_alloc: 0,
-    task_tgid: 0,
-    socket_sk: 0,
-};
+static SOCK_OFFSETS: SockOffsets = SockOffsets::ZERO;
 
 #[inline(always)]
 pub fn kernel_offsets() -> SockOffsets {

@@ -8,16 +8,32 @@
 //!   whoever the CPU interrupted, so the child is attributed by its local
 //!   port to the target's listener on that port instead.
 //!
+//!   A port is not enough on a host with containers (another network
+//!   namespace may have its own listener on the same port), so the child
+//!   must also be in the target's network namespace.
+//!
 //! After that, every transition of an owned socket is counted, and the
-//! socket is forgotten when it reaches CLOSE.
+//! socket is forgotten when it reaches CLOSE. An accepted connection the
+//! target closes within a moment of accepting it, without reading from
+//! it, is a refusal: the evidence that the server caps itself.
 
-use aya_ebpf::{EbpfContext, helpers::bpf_get_current_pid_tgid};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+};
 use c1m_common::{
-    DropReason, OwnedSock, SockOrigin, TCP_CLOSE, TCP_LISTEN, TCP_STATE_SLOTS, TCP_SYN_RECV,
-    TCP_SYN_SENT, transition_index,
+    DropReason, OwnedSock, REFUSAL_WINDOW_NS, SockOrigin, TCP_CLOSE, TCP_CLOSING, TCP_ESTABLISHED,
+    TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LISTEN, TCP_STATE_SLOTS, TCP_SYN_RECV, TCP_SYN_SENT,
+    TargetEvent, transition_index,
 };
 
-use crate::maps::{OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_TGIDS, TRANSITIONS, count_drop};
+use crate::{
+    maps::{
+        OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_NETNS, TARGET_TGIDS, TRANSITIONS, count_drop,
+        count_event,
+    },
+    offsets::kernel_offsets,
+};
 
 /// One state change, decoded from whichever program observed it.
 pub struct Transition {
@@ -45,8 +61,21 @@ pub fn on_transition<C: EbpfContext>(ctx: &C, t: &Transition) {
 fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) {
     count_transition(t.old_state, t.new_state);
     // SAFETY: pointer into the map value, valid for this program run.
-    let origin = unsafe { (*owned).origin };
+    let (origin, established_ns) = unsafe { ((*owned).origin, (*owned).established_ns) };
+    if origin == SockOrigin::Accepted as u8 {
+        if t.new_state == TCP_ESTABLISHED {
+            // SAFETY: as above; bpf_ktime_get_ns has no preconditions.
+            unsafe { (*owned).established_ns = bpf_ktime_get_ns() };
+        } else if t.old_state == TCP_ESTABLISHED && established_ns != 0 {
+            note_early_close(t, established_ns);
+        }
+    }
     if t.new_state == TCP_CLOSE {
+        if origin == SockOrigin::Connected as u8
+            && (t.old_state == TCP_FIN_WAIT2 || t.old_state == TCP_CLOSING)
+        {
+            count_event(TargetEvent::DialledTimeWait);
+        }
         if origin == SockOrigin::Listener as u8 && t.old_state == TCP_LISTEN {
             change_listeners(ctx, t.local_port, false);
         }
@@ -57,9 +86,72 @@ fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) 
     }
 }
 
+/// An accepted connection leaving ESTABLISHED: if the target closed it
+/// (FIN_WAIT1 is always its own close; CLOSE straight from ESTABLISHED is
+/// its own only when seen in its own context, else a reset from the peer)
+/// within the refusal window, count it, and as a refusal if it never read
+/// a byte of it.
+#[inline(always)]
+fn note_early_close(t: &Transition, established_ns: u64) {
+    let closed_by_target =
+        t.new_state == TCP_FIN_WAIT1 || (t.new_state == TCP_CLOSE && current_is_target());
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !closed_by_target || now.saturating_sub(established_ns) > REFUSAL_WINDOW_NS {
+        return;
+    }
+    count_event(TargetEvent::ClosedAfterAccept);
+    if read_nothing(t.sk) == Some(true) {
+        count_event(TargetEvent::RefusedUnread);
+    }
+}
+
+/// Whether the application never read from this connection: every payload
+/// byte received is still unread (`rcv_nxt - copied_seq`). `tcp_close`
+/// frees unread data without moving `copied_seq`, so this holds at close.
+#[inline(always)]
+fn read_nothing(sk: u64) -> Option<bool> {
+    let offsets = kernel_offsets();
+    if offsets.tcp_bytes_received == 0 {
+        return None;
+    }
+    // SAFETY: `sk` is a live full socket (`struct tcp_sock`) during the
+    // hook; failed reads give None.
+    let (copied, next, received) = unsafe {
+        (
+            bpf_probe_read_kernel((sk + offsets.tcp_copied_seq as u64) as *const u32).ok()?,
+            bpf_probe_read_kernel((sk + offsets.tcp_rcv_nxt as u64) as *const u32).ok()?,
+            bpf_probe_read_kernel((sk + offsets.tcp_bytes_received as u64) as *const u64).ok()?,
+        )
+    };
+    Some(u64::from(next.wrapping_sub(copied)) >= received)
+}
+
+/// Whether a socket is in the target's network namespace (true when the
+/// namespace or the offsets are unknown: then the port alone decides).
+#[inline(always)]
+pub fn in_target_netns(sk: u64) -> bool {
+    let Some(&target) = TARGET_NETNS.get(0) else {
+        return true;
+    };
+    let offsets = kernel_offsets();
+    if target == 0 || offsets.skc_net == 0 {
+        return true;
+    }
+    // SAFETY: reads through bpf_probe_read_kernel; `sk` is a live socket
+    // (`sock_common` is shared by every socket kind).
+    let inum = unsafe {
+        bpf_probe_read_kernel((sk + offsets.skc_net as u64) as *const u64)
+            .and_then(|net| bpf_probe_read_kernel((net + offsets.net_ns_inum as u64) as *const u32))
+    };
+    // A namespace that cannot be read does not match: better to miss a
+    // connection than to take a stranger's.
+    inum == Ok(target)
+}
+
 fn adopt_if_target<C: EbpfContext>(ctx: &C, t: &Transition) {
     let origin = if t.new_state == TCP_SYN_RECV || t.old_state == TCP_SYN_RECV {
-        if !target_listens_on(t.local_port) {
+        if !target_listens_on(t.local_port) || !in_target_netns(t.sk) {
             return;
         }
         SockOrigin::Accepted
@@ -75,12 +167,7 @@ fn adopt_if_target<C: EbpfContext>(ctx: &C, t: &Transition) {
     } else {
         (bpf_get_current_pid_tgid() >> 32) as u32
     };
-    let record = OwnedSock {
-        tgid,
-        state: t.new_state as u8,
-        origin: origin as u8,
-        family: t.family,
-    };
+    let record = OwnedSock::new(tgid, t.new_state as u8, origin as u8, t.family);
     if OWNED_SOCKS.insert(&t.sk, &record, 0).is_err() {
         count_drop(ctx, DropReason::OwnedSockMapFull);
         return;

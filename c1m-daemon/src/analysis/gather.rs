@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::limits::{CeilingInputs, ProcessLimits, ThreadBound};
+use super::limits::{CeilingInputs, ProcessLimits, ThreadBound, UnreadableApp};
 use crate::{
-    model::report::Report,
+    model::{evidence::WindowEvidence, report::Report},
     system::{
+        apps::AppLimits,
         cgroup::{cgroup_dirs, parse_limit, parse_usage},
         meminfo::read_meminfo,
         memory::open_fds as count_open_fds,
@@ -25,9 +26,18 @@ pub struct GatherContext<'a> {
     pub report: &'a Report,
     /// Open fds per target process (from the fd scan or /proc).
     pub fds_by_pid: &'a BTreeMap<u32, u64>,
-    /// Kernel counters when sampling started and now, for what moved.
+    /// TCP connection fds per target process (from the fd walk; empty
+    /// without one).
+    pub connection_fds_by_pid: &'a BTreeMap<u32, u64>,
+    /// Kernel counters when sampling started, at the start of the evidence
+    /// window, and now, for what moved.
     pub netstat_start: &'a Counters,
+    pub netstat_window_start: &'a Counters,
     pub netstat_now: &'a Counters,
+    /// The target's own signs over the evidence window.
+    pub evidence: &'a WindowEvidence,
+    /// The caps its server sets itself.
+    pub app: &'a AppLimits,
     /// 1 for the target alone; 2 when both ends are on this box.
     pub files_per_connection: f64,
     /// (ports per IP, source IPs, destinations, open) for outbound load.
@@ -38,13 +48,20 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     let report = ctx.report;
     let cost = &report.cost_per_connection;
     let connections = report.connections.current;
-    let moved = |name: &str| {
+    let moved_since = |start: &Counters, name: &str| {
         ctx.netstat_now
             .get(name)
             .copied()
             .unwrap_or(0)
-            .saturating_sub(ctx.netstat_start.get(name).copied().unwrap_or(0))
+            .saturating_sub(start.get(name).copied().unwrap_or(0))
     };
+    let moved = |name: &str| moved_since(ctx.netstat_start, name);
+    let moved_in_window = |name: &str| moved_since(ctx.netstat_window_start, name);
+    // The regression slope is the better figure when it fits well; a poor
+    // fit (few distinct counts, noisy memory) is worse than the average.
+    let marginal = cost
+        .user_marginal_bytes
+        .filter(|m| *m > 0.0 && cost.user_marginal_r2.is_some_and(|r2| r2 >= 0.9));
     let sockstat = read_sockstat();
     let meminfo = read_meminfo().ok();
     let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
@@ -59,10 +76,13 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     CeilingInputs {
         connections,
         kernel_bytes: (cost.kernel_bytes > 0).then_some(cost.kernel_bytes as f64),
-        user_bytes: cost
-            .user_marginal_bytes
-            .filter(|m| *m > 0.0)
-            .or(cost.user_bytes.map(|b| b as f64)),
+        kernel_unknown: cost.kernel_unknown.clone(),
+        user_bytes: marginal.or(cost.user_bytes.map(|b| b as f64)),
+        user_bytes_basis: if marginal.is_some() {
+            "marginal"
+        } else {
+            "average"
+        },
         buffer_bytes: cost.kernel_breakdown.get("buffers").map(|b| *b as f64),
         // Every connection a server holds is at least one fd; a slope below
         // one is samples taken while connections waited in the accept queue,
@@ -73,7 +93,11 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
             .target
             .pids
             .iter()
-            .filter_map(|&pid| process_limits(pid, ctx.fds_by_pid.get(&pid).copied()))
+            .filter_map(|&pid| {
+                let mut limits = process_limits(pid, ctx.fds_by_pid.get(&pid).copied())?;
+                limits.connection_fds = ctx.connection_fds_by_pid.get(&pid).copied();
+                Some(limits)
+            })
             .collect(),
         nr_open: read_sysctl_u64("fs.nr_open").ok(),
         files_allocated: file_nr.map(|[allocated, _, _]| allocated),
@@ -93,10 +117,24 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         tw_steady_state: report.time_wait.steady_state,
         tw_current: report.time_wait.current,
         tw_entered: report.time_wait.entered_total,
-        tw_overflows: moved("TcpExt.TCPTimeWaitOverflow"),
+        tw_overflows: moved_in_window("TcpExt.TCPTimeWaitOverflow"),
         conntrack: conntrack(),
         somaxconn: read_sysctl_u64("net.core.somaxconn").ok(),
-        listen_overflows: moved("TcpExt.ListenOverflows").max(moved("TcpExt.ListenDrops")),
+        // ListenDrops counts every ListenOverflows again (and other drops):
+        // the larger is the number of connections dropped.
+        namespace_listen_overflows: moved("TcpExt.ListenOverflows")
+            .max(moved("TcpExt.ListenDrops")),
+        evidence: ctx.evidence.clone(),
+        app_limits: ctx.app.limits.clone(),
+        app_unreadable: ctx
+            .app
+            .unreadable
+            .iter()
+            .map(|err| UnreadableApp {
+                server: err.server,
+                why: err.why.clone(),
+            })
+            .collect(),
         orphans: read_sysctl_u64("net.ipv4.tcp_max_orphans")
             .ok()
             .map(|max| (max, sockstat.get("TCP.orphan").copied().unwrap_or(0))),
@@ -124,6 +162,7 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
             Some(n) => n,
             None => count_open_fds(pid).ok()?,
         },
+        connection_fds: None,
     })
 }
 

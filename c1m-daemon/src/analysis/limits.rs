@@ -1,15 +1,32 @@
 //! One formula per limit. Each turns a limit's value, its current use and
 //! the use per connection into the connections it allows; the tightest
-//! allowed count (or a limit being hit right now) binds.
+//! allowed count (or a limit being hit right now) binds, whatever its kind:
+//! a server's own cap (application), a per-process limit, or the kernel's.
 
 use serde::Serialize;
 
+use crate::{model::evidence::WindowEvidence, system::apps::AppLimit};
+
 pub const PAGE_BYTES: f64 = 4096.0;
+
+/// Who sets a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// The server caps itself (its configuration, or observed).
+    Application,
+    /// A limit of the target's processes (rlimits, process counts).
+    Process,
+    /// The kernel's (sysctls, memory, cgroups).
+    Kernel,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Limit {
+    pub kind: LimitKind,
     pub name: &'static str,
-    /// Where the value comes from: a sysctl, an rlimit, a cgroup file.
+    /// Where the value is set: a config file and line, a command-line flag,
+    /// a sysctl, an rlimit, a cgroup file.
     pub source: String,
     pub value: Option<f64>,
     pub used: Option<f64>,
@@ -17,16 +34,23 @@ pub struct Limit {
     /// Connections the target could hold under this limit alone; `None`
     /// when it does not bound the count (a rate limit, or not in play).
     pub max_connections: Option<u64>,
-    /// Being hit right now (its overflow counter moved).
+    /// Being hit right now by this target: its own signs moved within the
+    /// evidence window (refusals, its listeners' drops, its failed accepts).
     pub exceeded: bool,
+    /// What c1m observed of it, in words; empty when nothing.
+    pub evidence: Vec<String>,
     pub explanation: String,
     pub remedy: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Binding {
+    pub kind: LimitKind,
     pub name: &'static str,
+    pub source: String,
     pub max_connections: Option<u64>,
+    pub exceeded: bool,
+    pub evidence: Vec<String>,
     pub explanation: String,
     pub remedy: String,
 }
@@ -46,6 +70,16 @@ pub struct ProcessLimits {
     pub nofile_soft: u64,
     pub nofile_hard: u64,
     pub open_fds: u64,
+    /// TCP connections it holds an fd for (from the fd walk), when known:
+    /// its other fds are what the connections cannot use.
+    pub connection_fds: Option<u64>,
+}
+
+/// A known server whose own limit could not be read.
+#[derive(Debug, Clone)]
+pub struct UnreadableApp {
+    pub server: &'static str,
+    pub why: String,
 }
 
 /// A bound on threads: (source, limit, in use).
@@ -56,7 +90,13 @@ pub struct CeilingInputs {
     pub connections: u64,
     /// Kernel objects + buffers per connection, and userspace bytes.
     pub kernel_bytes: Option<f64>,
+    /// Kernel objects whose size is unknown (left out of `kernel_bytes`,
+    /// which is then a lower bound).
+    pub kernel_unknown: Vec<&'static str>,
     pub user_bytes: Option<f64>,
+    /// `marginal` (the regression slope, when its fit is good) or
+    /// `average` (memory / connections).
+    pub user_bytes_basis: &'static str,
     pub buffer_bytes: Option<f64>,
     pub fds_per_connection: f64,
     /// Files the box spends per connection (1 for the target's side; 2
@@ -89,7 +129,15 @@ pub struct CeilingInputs {
     /// (nf_conntrack_max, nf_conntrack_count) when conntrack is tracking.
     pub conntrack: Option<(u64, u64)>,
     pub somaxconn: Option<u64>,
-    pub listen_overflows: u64,
+    /// `ListenOverflows`/`ListenDrops` movement of the whole network
+    /// namespace since attach: context only (any process moves it).
+    pub namespace_listen_overflows: u64,
+    /// The target's own signs over the evidence window.
+    pub evidence: WindowEvidence,
+    /// The caps the target's server puts on itself, read from its
+    /// configuration.
+    pub app_limits: Vec<AppLimit>,
+    pub app_unreadable: Vec<UnreadableApp>,
     /// (tcp_max_orphans, orphans now).
     pub orphans: Option<(u64, u64)>,
     /// Target threads per connection, and each bound on threads:
@@ -121,17 +169,25 @@ pub fn analyze(i: &CeilingInputs) -> Ceiling {
     limits.extend(conntrack(i));
     limits.extend(orphans(i));
     limits.extend(threads(i));
-    limits.sort_by_key(|l| (!l.exceeded, l.max_connections.unwrap_or(u64::MAX)));
+    limits.extend(i.app_limits.iter().map(|app| application(i, app)));
+    limits.extend(i.app_unreadable.iter().map(unreadable_application));
+    super::pressure::attribute(i, &mut limits);
+    limits.sort_by_key(|l| (!l.exceeded, l.max_connections.unwrap_or(u64::MAX), l.kind));
+    prefer_application_on_a_tie(&mut limits);
     let binding = limits
         .iter()
         .find(|l| l.exceeded || l.max_connections.is_some())
         .map(|l| Binding {
+            kind: l.kind,
             name: l.name,
+            source: l.source.clone(),
             max_connections: l.max_connections,
+            exceeded: l.exceeded,
+            evidence: l.evidence.clone(),
             explanation: l.explanation.clone(),
             remedy: l.remedy.clone(),
         });
-    let verdict = verdict(&limits);
+    let verdict = verdict(&limits, &i.kernel_unknown);
     Ceiling {
         binding,
         limits,
@@ -139,7 +195,32 @@ pub fn analyze(i: &CeilingInputs) -> Ceiling {
     }
 }
 
-fn verdict(limits: &[Limit]) -> String {
+/// A server that sets its own fd limit from its connection cap (memcached
+/// `-c`) shows both at about the same count; the cap is what to change, so
+/// an application limit within 2% of a tighter process or kernel limit
+/// (with the same "being hit" status) binds instead.
+fn prefer_application_on_a_tie(limits: &mut [Limit]) {
+    let Some(first) = limits.first() else {
+        return;
+    };
+    let (Some(tightest), exceeded) = (first.max_connections, first.exceeded) else {
+        return;
+    };
+    if first.kind == LimitKind::Application {
+        return;
+    }
+    let tie = limits.iter().position(|l| {
+        l.kind == LimitKind::Application
+            && l.exceeded == exceeded
+            && l.max_connections
+                .is_some_and(|n| n as f64 <= tightest as f64 * 1.02)
+    });
+    if let Some(index) = tie {
+        limits[..=index].rotate_right(1);
+    }
+}
+
+fn verdict(limits: &[Limit], kernel_unknown: &[&'static str]) -> String {
     let mut bounded = limits
         .iter()
         .filter(|l| l.exceeded || l.max_connections.is_some());
@@ -157,15 +238,39 @@ fn verdict(limits: &[Limit]) -> String {
             )
         })
         .unwrap_or_default();
+    let lower_bound = if kernel_unknown.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (Kernel cost is a lower bound: the size of {} is unknown here.)",
+            kernel_unknown.join(", ")
+        )
+    };
+    let whence = if first.kind == LimitKind::Application {
+        format!("; {}", first.source)
+    } else {
+        String::new()
+    };
+    let evidence = first
+        .evidence
+        .first()
+        .map(|e| format!(" Evidence: {e}."))
+        .unwrap_or_default();
     match first.max_connections {
         Some(n) if !first.exceeded => format!(
-            "Ceiling: {} connections, set by {} ({}).{next}",
+            "Ceiling: {} connections, set by {} ({}{whence}).{next}{lower_bound}",
             human_count(n),
             first.name,
             first.explanation
         ),
-        _ => format!(
-            "Ceiling: being hit now: {} ({}).{next}",
+        Some(n) => format!(
+            "Ceiling: being hit now at {} connections: {} ({}{whence}).{evidence}{next}{lower_bound}",
+            human_count(n),
+            first.name,
+            first.explanation
+        ),
+        None => format!(
+            "Ceiling: being hit now: {} ({}{whence}).{evidence}{next}{lower_bound}",
             first.name, first.explanation
         ),
     }
@@ -192,8 +297,9 @@ fn allowed(current: u64, headroom: f64, per: f64) -> Option<u64> {
     (per > 0.0).then(|| current + (headroom.max(0.0) / per).floor() as u64)
 }
 
-fn limit(name: &'static str, source: String) -> Limit {
+fn limit(kind: LimitKind, name: &'static str, source: String) -> Limit {
     Limit {
+        kind,
         name,
         source,
         value: None,
@@ -201,16 +307,50 @@ fn limit(name: &'static str, source: String) -> Limit {
         per_connection: None,
         max_connections: None,
         exceeded: false,
+        evidence: Vec::new(),
         explanation: String::new(),
         remedy: String::new(),
     }
+}
+
+/// A server's own cap, as read from its configuration. Whether it is being
+/// hit is decided with the other limits, from the target's own signs
+/// (see `pressure`).
+fn application(i: &CeilingInputs, app: &AppLimit) -> Limit {
+    let mut l = limit(LimitKind::Application, app.name, app.source.clone());
+    l.value = Some(app.setting as f64);
+    l.used = Some(i.connections as f64);
+    l.per_connection = Some(1.0);
+    l.max_connections = Some(app.max_connections);
+    l.explanation = app.explanation.clone();
+    l.remedy = app.remedy.clone();
+    l
+}
+
+/// A known server whose cap could not be read: shown, without a count,
+/// so nobody takes the kernel's limit for the server's.
+fn unreadable_application(app: &UnreadableApp) -> Limit {
+    let mut l = limit(
+        LimitKind::Application,
+        "application.unreadable",
+        app.server.to_owned(),
+    );
+    l.explanation = format!(
+        "{} caps its own connections, but c1m could not read how far: {}",
+        app.server, app.why
+    );
+    l.remedy = format!("check {}'s connection limit by hand", app.server);
+    l
 }
 
 fn accepting(i: &CeilingInputs) -> Vec<&ProcessLimits> {
     let busy: Vec<&ProcessLimits> = i
         .processes
         .iter()
-        .filter(|p| p.open_fds > SUPERVISOR_FDS)
+        .filter(|p| match p.connection_fds {
+            Some(held) => held > 0,
+            None => p.open_fds > SUPERVISOR_FDS,
+        })
         .collect();
     if busy.is_empty() {
         i.processes.iter().collect()
@@ -219,9 +359,28 @@ fn accepting(i: &CeilingInputs) -> Vec<&ProcessLimits> {
     }
 }
 
+/// A process-per-connection server (PostgreSQL, Apache prefork): this
+/// many processes or more, each holding about one connection.
+const PROCESS_PER_CONNECTION_MIN: usize = 8;
+
+/// Whether the target runs a process per connection: then the
+/// per-process fd limit is not a connection limit (processes are).
+fn process_per_connection(procs: &[&ProcessLimits]) -> bool {
+    let known: Vec<u64> = procs.iter().filter_map(|p| p.connection_fds).collect();
+    known.len() >= PROCESS_PER_CONNECTION_MIN
+        && known.iter().sum::<u64>() as f64 / (known.len() as f64) <= 2.0
+}
+
+/// nofile: each process can hold as many connections as its fd limit has
+/// room for after the fds it needs for other things, at the fds each
+/// connection takes: `connections_p + (soft_p - open_p) / fds_per_conn`,
+/// summed over the processes that accept. E.g. a worker with nofile 20000,
+/// 1010 fds open of which 1000 connections, 1 fd each: 1000 + 18990 =
+/// 19990. Sockets without an fd (accept queue, TIME_WAIT) do not count.
 fn nofile(i: &CeilingInputs) -> Limit {
     let procs = accepting(i);
     let mut l = limit(
+        LimitKind::Process,
         "nofile",
         format!(
             "RLIMIT_NOFILE of pid {}",
@@ -237,20 +396,42 @@ fn nofile(i: &CeilingInputs) -> Limit {
     l.value = Some(soft as f64);
     l.used = Some(open as f64);
     l.per_connection = Some(i.fds_per_connection);
-    l.max_connections = allowed(
-        i.connections,
-        soft as f64 - open as f64,
-        i.fds_per_connection,
-    );
     let per_process = procs.first().map_or(0, |p| p.nofile_soft);
-    l.explanation = if procs.len() > 1 {
-        format!(
-            "the per-process file descriptor limit, nofile {per_process} in each of {} processes",
+    if process_per_connection(&procs) {
+        l.explanation = format!(
+            "each of the target's {} processes holds about one connection (a process per \
+             connection): the per-process fd limit (nofile {per_process}) does not bound the \
+             count, the number of processes does",
             procs.len()
-        )
+        );
     } else {
-        format!("the per-process file descriptor limit, nofile {per_process}")
-    };
+        let by_process = procs.iter().map(|p| match p.connection_fds {
+            Some(held) => allowed(
+                held,
+                p.nofile_soft as f64 - p.open_fds as f64,
+                i.fds_per_connection,
+            ),
+            None => None,
+        });
+        l.max_connections = match by_process.collect::<Option<Vec<u64>>>() {
+            Some(each) if !each.is_empty() => Some(each.iter().sum()),
+            // Without the fd walk, the connections each process holds are
+            // unknown: all of them, against all the headroom.
+            _ => allowed(
+                i.connections,
+                soft as f64 - open as f64,
+                i.fds_per_connection,
+            ),
+        };
+        l.explanation = if procs.len() > 1 {
+            format!(
+                "the per-process file descriptor limit, nofile {per_process} in each of {} processes",
+                procs.len()
+            )
+        } else {
+            format!("the per-process file descriptor limit, nofile {per_process}")
+        };
+    }
     let hard = procs.first().map_or(0, |p| p.nofile_hard);
     l.remedy = format!(
         "raise the server's fd limit: `ulimit -n {n}` before starting it, `prlimit --pid PID \
@@ -262,7 +443,7 @@ fn nofile(i: &CeilingInputs) -> Limit {
 }
 
 fn nr_open(i: &CeilingInputs) -> Limit {
-    let mut l = limit("nr_open", "sysctl fs.nr_open".into());
+    let mut l = limit(LimitKind::Kernel, "nr_open", "sysctl fs.nr_open".into());
     let procs = accepting(i).len().max(1) as f64;
     if let Some(nr_open) = i.nr_open {
         l.value = Some(nr_open as f64);
@@ -281,7 +462,11 @@ fn nr_open(i: &CeilingInputs) -> Limit {
 }
 
 fn file_max(i: &CeilingInputs) -> Limit {
-    let mut l = limit("file_max", "sysctl fs.file-max (fs.file-nr)".into());
+    let mut l = limit(
+        LimitKind::Kernel,
+        "file_max",
+        "sysctl fs.file-max (fs.file-nr)".into(),
+    );
     if let (Some(max), Some(allocated)) = (i.file_max, i.files_allocated) {
         l.value = Some(max as f64);
         l.used = Some(allocated as f64);
@@ -309,7 +494,11 @@ fn file_max(i: &CeilingInputs) -> Limit {
 }
 
 fn memory(i: &CeilingInputs) -> Limit {
-    let mut l = limit("memory", "/proc/meminfo MemAvailable - SReclaimable".into());
+    let mut l = limit(
+        LimitKind::Kernel,
+        "memory",
+        "/proc/meminfo MemAvailable - SReclaimable".into(),
+    );
     if let Some(available) = i.mem_available {
         // Socket inodes are "reclaimable" slab that cannot be reclaimed
         // while the socket is open, so MemAvailable overstates the room.
@@ -319,9 +508,10 @@ fn memory(i: &CeilingInputs) -> Limit {
         l.per_connection = (per > 0.0).then_some(per);
         l.max_connections = allowed(i.connections, budget as f64, per);
         l.explanation = format!(
-            "memory: {} available at {} per connection (kernel + userspace)",
+            "memory: {} available at {} per connection (kernel + userspace {})",
             bytesize::ByteSize(budget),
-            bytesize::ByteSize(per as u64)
+            bytesize::ByteSize(per as u64),
+            i.user_bytes_basis
         );
         l.remedy = "add memory, or lower the per-connection cost (smaller buffers, less \
                     userspace state per connection)"
@@ -332,7 +522,7 @@ fn memory(i: &CeilingInputs) -> Limit {
 
 fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
     let (source, max, usage) = i.cgroup_memory.clone()?;
-    let mut l = limit("cgroup_memory", source.clone());
+    let mut l = limit(LimitKind::Kernel, "cgroup_memory", source.clone());
     let per = i.kernel_bytes.unwrap_or(0.0) + i.user_bytes.unwrap_or(0.0);
     l.value = Some(max as f64);
     l.used = Some(usage as f64);
@@ -347,7 +537,11 @@ fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
 }
 
 fn tcp_mem(i: &CeilingInputs) -> Limit {
-    let mut l = limit("tcp_mem", "sysctl net.ipv4.tcp_mem (pages)".into());
+    let mut l = limit(
+        LimitKind::Kernel,
+        "tcp_mem",
+        "sysctl net.ipv4.tcp_mem (pages)".into(),
+    );
     if let Some([_, pressure, max]) = i.tcp_mem_pages {
         let used = i.tcp_mem_used_pages.unwrap_or(0);
         l.value = Some(max as f64);
@@ -375,6 +569,7 @@ fn tcp_mem(i: &CeilingInputs) -> Limit {
 
 fn time_wait_buckets(i: &CeilingInputs) -> Limit {
     let mut l = limit(
+        LimitKind::Kernel,
         "time_wait_buckets",
         "sysctl net.ipv4.tcp_max_tw_buckets".into(),
     );
@@ -402,22 +597,42 @@ fn time_wait_buckets(i: &CeilingInputs) -> Limit {
     l
 }
 
+/// The accept queue: a rate limit, hit when the target's own listeners
+/// drop connections (their `sk_drops`) within the evidence window. The
+/// namespace's `ListenOverflows` is any process's, so it is only context.
 fn accept_backlog(i: &CeilingInputs) -> Limit {
     let mut l = limit(
+        LimitKind::Kernel,
         "accept_backlog",
         "listen() backlog, capped by net.core.somaxconn".into(),
     );
     l.value = i.somaxconn.map(|v| v as f64);
-    l.used = Some(i.listen_overflows as f64);
-    l.exceeded = i.listen_overflows > 0;
-    l.explanation = if l.exceeded {
+    let e = &i.evidence;
+    l.used = Some(e.queued() as f64);
+    for listener in e.listeners.iter().filter(|q| q.dropped > 0) {
+        l.evidence.push(format!(
+            "the accept queue of port {} dropped {} connections in the last {:.0} s ({} of {} queued now)",
+            listener.port, listener.dropped, e.seconds, listener.queued, listener.queue_max
+        ));
+    }
+    l.exceeded = !l.evidence.is_empty();
+    let context = if i.namespace_listen_overflows > 0 {
         format!(
-            "the accept queue overflowed {} times (ListenOverflows/ListenDrops): the server \
-             accepts slower than connections arrive",
-            i.listen_overflows
+            " (the namespace's ListenOverflows/ListenDrops moved {} since attach, all processes \
+             together: context, not counted against the target)",
+            i.namespace_listen_overflows
         )
     } else {
-        "the accept queue has not overflowed".into()
+        String::new()
+    };
+    l.explanation = if l.exceeded {
+        format!(
+            "the target's accept queue overflowed: it accepts slower than connections arrive{context}"
+        )
+    } else if !e.listeners_known {
+        format!("the target's accept queues could not be read (no socket walk){context}")
+    } else {
+        format!("the target's accept queues have not overflowed{context}")
     };
     l.remedy = format!(
         "accept faster (more workers), and raise the backlog: listen(fd, N) and sysctl -w net.core.somaxconn={}",
@@ -429,6 +644,7 @@ fn accept_backlog(i: &CeilingInputs) -> Limit {
 fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
     let (ports, ips, destinations, open) = i.outbound?;
     let mut l = limit(
+        LimitKind::Kernel,
         "ephemeral_ports",
         "sysctl net.ipv4.ip_local_port_range x source IPs x destinations".into(),
     );
@@ -451,7 +667,11 @@ fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
 
 fn conntrack(i: &CeilingInputs) -> Option<Limit> {
     let (max, count) = i.conntrack?;
-    let mut l = limit("conntrack", "sysctl net.netfilter.nf_conntrack_max".into());
+    let mut l = limit(
+        LimitKind::Kernel,
+        "conntrack",
+        "sysctl net.netfilter.nf_conntrack_max".into(),
+    );
     l.value = Some(max as f64);
     l.used = Some(count as f64);
     l.per_connection = Some(1.0);
@@ -466,7 +686,11 @@ fn conntrack(i: &CeilingInputs) -> Option<Limit> {
 
 fn orphans(i: &CeilingInputs) -> Option<Limit> {
     let (max, now) = i.orphans?;
-    let mut l = limit("orphans", "sysctl net.ipv4.tcp_max_orphans".into());
+    let mut l = limit(
+        LimitKind::Kernel,
+        "orphans",
+        "sysctl net.ipv4.tcp_max_orphans".into(),
+    );
     l.value = Some(max as f64);
     l.used = Some(now as f64);
     l.exceeded = now >= max;
@@ -481,7 +705,7 @@ fn threads(i: &CeilingInputs) -> Option<Limit> {
     let (source, max, used) = bounds
         .into_iter()
         .min_by_key(|(_, max, used)| max.saturating_sub(*used))?;
-    let mut l = limit("threads", source.clone());
+    let mut l = limit(LimitKind::Process, "threads", source.clone());
     l.value = Some(max as f64);
     l.used = Some(used as f64);
     // A thread per connection is a thread-per-connection server: then
@@ -502,6 +726,7 @@ fn threads(i: &CeilingInputs) -> Option<Limit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::evidence::ListenerQueue;
 
     fn base() -> CeilingInputs {
         CeilingInputs {
@@ -516,6 +741,7 @@ mod tests {
                 nofile_soft: 20000,
                 nofile_hard: 20000,
                 open_fds: 1010,
+                connection_fds: None,
             }],
             nr_open: Some(1_048_576),
             files_allocated: Some(2000),
@@ -561,6 +787,7 @@ mod tests {
             nofile_soft: 20000,
             nofile_hard: 20000,
             open_fds: 10,
+            connection_fds: None,
         });
         assert_eq!(find(&analyze(&i), "nofile").max_connections, Some(19990));
         i.processes[1].open_fds = 1010;
@@ -616,9 +843,217 @@ mod tests {
         assert_eq!(c.binding.as_ref().unwrap().name, "time_wait_buckets");
         assert!(c.verdict.contains("being hit now"), "{}", c.verdict);
         assert!(c.verdict.contains("TCPTimeWaitOverflow"), "{}", c.verdict);
+    }
+
+    fn listener(port: u16, queued: u32, dropped: u64) -> ListenerQueue {
+        ListenerQueue {
+            port,
+            ipv6: false,
+            queued,
+            queue_max: 511,
+            dropped,
+        }
+    }
+
+    /// Window evidence of a target holding `held` (steady) with `refused`
+    /// refusals and its listener's drops.
+    fn holding(held: u64, refused: u64, dropped: u64) -> WindowEvidence {
+        WindowEvidence {
+            seconds: 10.0,
+            closed_after_accept: refused,
+            refused,
+            listeners: vec![listener(6379, 0, dropped)],
+            connections_min: held,
+            connections_max: held,
+            listeners_known: true,
+            ..WindowEvidence::default()
+        }
+    }
+
+    fn app(name: &'static str, max: u64) -> AppLimit {
+        AppLimit {
+            name,
+            setting: max,
+            max_connections: max,
+            source: "/etc/app.conf:12".into(),
+            explanation: format!("{name} {max}"),
+            remedy: format!("raise {name}"),
+        }
+    }
+
+    #[test]
+    fn the_namespace_overflow_counter_is_context_not_a_hit() {
+        // Other processes overflowed their queues some time ago: the target
+        // is not being hit (c1m said "being hit now: accept_backlog" for ever).
         let mut i = base();
-        i.listen_overflows = 3;
-        assert_eq!(analyze(&i).binding.unwrap().name, "accept_backlog");
+        i.namespace_listen_overflows = 1433;
+        i.evidence = holding(1000, 0, 0);
+        let c = analyze(&i);
+        let l = find(&c, "accept_backlog");
+        assert!(!l.exceeded && l.evidence.is_empty());
+        assert!(l.explanation.contains("1433"), "{}", l.explanation);
+        assert_eq!(c.binding.unwrap().name, "nofile");
+        // The target's own listener dropping connections is.
+        i.evidence = holding(300, 0, 57);
+        i.connections = 300;
+        let c = analyze(&i);
+        let l = find(&c, "accept_backlog");
+        assert!(l.exceeded, "{l:?}");
+        assert!(l.evidence[0].contains("57"), "{:?}", l.evidence);
+    }
+
+    #[test]
+    fn a_server_cap_binds_before_kernel_limits_and_says_where_it_is_set() {
+        let mut i = base();
+        i.connections = 8000;
+        i.app_limits = vec![app("nginx.worker_connections", 31_998)];
+        let c = analyze(&i);
+        let b = c.binding.clone().unwrap();
+        assert_eq!(b.name, "nofile", "nofile at 19,990 is tighter");
+        i.app_limits = vec![app("redis.maxclients", 12_000)];
+        let c = analyze(&i);
+        let b = c.binding.clone().unwrap();
+        assert_eq!(
+            (b.kind, b.name),
+            (LimitKind::Application, "redis.maxclients")
+        );
+        assert!(!b.exceeded && b.evidence.is_empty());
+        assert_eq!(
+            c.verdict,
+            "Ceiling: 12,000 connections, set by redis.maxclients (redis.maxclients 12000; \
+             /etc/app.conf:12). Next: nofile at 26,990."
+        );
+        // At the cap and refusing: being hit, with what c1m saw.
+        i.evidence = holding(12_000, 1234, 0);
+        let c = analyze(&i);
+        let b = c.binding.unwrap();
+        assert_eq!(b.name, "redis.maxclients");
+        assert!(b.exceeded);
+        assert!(
+            b.evidence.iter().any(|e| e.contains("refused 1234")),
+            "{:?}",
+            b.evidence
+        );
+        assert!(
+            c.verdict.starts_with("Ceiling: being hit now at 12,000"),
+            "{}",
+            c.verdict
+        );
+        // And it clears with the window.
+        i.evidence = holding(12_000, 0, 0);
+        assert!(!analyze(&i).binding.unwrap().exceeded);
+    }
+
+    #[test]
+    fn a_cap_that_sets_the_fd_limit_itself_is_named_instead_of_nofile() {
+        // memcached -c 1200 sets its own nofile to 1200: both allow ~1,190.
+        let mut i = base();
+        i.connections = 1000;
+        i.processes[0].nofile_soft = 1200;
+        i.processes[0].open_fds = 1012;
+        i.processes[0].connection_fds = Some(1000);
+        i.app_limits = vec![app("memcached.conn_limit", 1190)];
+        let c = analyze(&i);
+        assert_eq!(find(&c, "nofile").max_connections, Some(1188));
+        assert_eq!(c.binding.unwrap().name, "memcached.conn_limit");
+    }
+
+    #[test]
+    fn sockets_without_an_fd_do_not_inflate_the_fd_allowance() {
+        // 5,000 counted connections, of which the process holds fds for
+        // 1,000 (the rest wait in the accept queue): (20000 - 10) / 1.
+        let mut i = base();
+        i.connections = 5000;
+        i.processes[0].connection_fds = Some(1000);
+        assert_eq!(find(&analyze(&i), "nofile").max_connections, Some(19_990));
+        // Two fds per connection (a proxy): 1000 + 18990 / 2.
+        i.fds_per_connection = 2.0;
+        assert_eq!(
+            find(&analyze(&i), "nofile").max_connections,
+            Some(1000 + 9495)
+        );
+    }
+
+    #[test]
+    fn a_process_per_connection_server_is_not_bound_by_nofile() {
+        // PostgreSQL: a postmaster and 60 backends with one connection each.
+        let mut i = base();
+        i.connections = 60;
+        i.processes = (0..61)
+            .map(|n| ProcessLimits {
+                pid: 100 + n,
+                nofile_soft: 1024,
+                nofile_hard: 524_288,
+                open_fds: 12,
+                connection_fds: Some(u64::from(n > 0)),
+            })
+            .collect();
+        i.threads = Some((1.0, vec![("RLIMIT_NPROC".to_owned(), 200, 80)]));
+        let c = analyze(&i);
+        let nofile = find(&c, "nofile");
+        assert_eq!(nofile.max_connections, None);
+        assert!(nofile.explanation.contains("process per connection"));
+        let b = c.binding.unwrap();
+        assert_eq!((b.name, b.kind), ("threads", LimitKind::Process));
+        assert_eq!(b.max_connections, Some(60 + 120));
+    }
+
+    #[test]
+    fn a_server_that_stops_at_its_fd_limit_is_hitting_nofile_not_an_unknown_cap() {
+        // c1m's echo under nofile 1000: it stops accepting at ~990 and its
+        // queue overflows; nofile allows just that.
+        let mut i = base();
+        i.connections = 990;
+        i.processes[0].nofile_soft = 1000;
+        i.processes[0].open_fds = 1000;
+        i.processes[0].connection_fds = Some(990);
+        i.evidence = holding(990, 0, 40);
+        let c = analyze(&i);
+        let b = c.binding.unwrap();
+        assert_eq!(b.name, "nofile");
+        assert!(b.exceeded);
+        assert!(c.limits.iter().all(|l| l.name != "application.observed"));
+    }
+
+    #[test]
+    fn a_cap_nobody_configured_is_observed_from_refusals() {
+        // A server c1m has no reader for refuses everything past 700.
+        let mut i = base();
+        i.connections = 700;
+        i.evidence = holding(700, 25, 0);
+        let c = analyze(&i);
+        let b = c.binding.unwrap();
+        assert_eq!(
+            (b.kind, b.name),
+            (LimitKind::Application, "application.observed")
+        );
+        assert_eq!(b.max_connections, Some(700));
+        assert!(b.exceeded && !b.evidence.is_empty());
+        // A count still growing is not a cap.
+        i.evidence.connections_min = 300;
+        assert!(
+            analyze(&i)
+                .limits
+                .iter()
+                .all(|l| l.name != "application.observed")
+        );
+        // Nor is an HTTP server closing after answering (it read the request).
+        i.evidence = holding(64, 0, 0);
+        i.evidence.closed_after_accept = 5000;
+        assert!(analyze(&i).limits.iter().all(|l| !l.exceeded));
+    }
+
+    #[test]
+    fn a_known_server_whose_cap_cannot_be_read_is_shown_without_a_count() {
+        let mut i = base();
+        i.app_unreadable = vec![UnreadableApp {
+            server: "redis",
+            why: "NOAUTH: set a password with --redis-password".into(),
+        }];
+        let c = analyze(&i);
+        let l = find(&c, "application.unreadable");
+        assert_eq!(l.max_connections, None);
+        assert!(l.explanation.contains("NOAUTH"));
     }
 
     #[test]

@@ -5,5 +5,6 @@
 
 pub mod gather;
 pub mod limits;
+mod pressure;
 
 pub use limits::{Ceiling, CeilingInputs, analyze};

@@ -33,6 +33,9 @@ pub struct DaemonInfo {
     pub children: Result<String, String>,
     /// Socket/fd scans through BPF iterators, or why they are unavailable.
     pub scans: Result<(), String>,
+    /// How the target's failed accepts (EMFILE, ENFILE, ENOMEM) are seen,
+    /// or why they are not (one kind of evidence less).
+    pub accept_errors: Result<String, String>,
     pub interval_ms: u64,
     pub samples: u64,
     /// How long the last socket and fd walk took, and how long ago it

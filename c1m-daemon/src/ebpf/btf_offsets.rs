@@ -36,6 +36,34 @@ pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
         sk_forward_alloc: member_offset(btf, "sock", "sk_forward_alloc")?,
         task_tgid: member_offset(btf, "task_struct", "tgid")?,
         socket_sk: member_offset(btf, "socket", "sk")?,
+        // The evidence fields below are optional: an older kernel without
+        // one (sk_protocol was a bitfield before 5.6) keeps counting, and
+        // the probes skip what needs the missing field (offset 0).
+        skc_net: optional(btf, "sock", "skc_net"),
+        net_ns_inum: match (
+            optional(btf, "net", "ns"),
+            optional(btf, "ns_common", "inum"),
+        ) {
+            (0, _) | (_, 0) => 0,
+            (ns, inum) => ns + inum,
+        },
+        sk_protocol: optional(btf, "sock", "sk_protocol"),
+        sk_ack_backlog: optional(btf, "sock", "sk_ack_backlog"),
+        sk_max_ack_backlog: optional(btf, "sock", "sk_max_ack_backlog"),
+        sk_drops: optional(btf, "sock", "sk_drops"),
+        tcp_copied_seq: optional(btf, "tcp_sock", "copied_seq"),
+        tcp_rcv_nxt: optional(btf, "tcp_sock", "rcv_nxt"),
+        tcp_bytes_received: optional(btf, "tcp_sock", "bytes_received"),
+        ..SockOffsets::ZERO
+    })
+}
+
+/// An offset the probes can do without: 0 (and a warning) when this
+/// kernel's BTF lacks it. No field c1m reads this way sits at offset 0.
+fn optional(btf: &Btf, strukt: &str, member: &str) -> u32 {
+    member_offset(btf, strukt, member).unwrap_or_else(|err| {
+        log::warn!("{err}: the evidence that needs it is not collected on this kernel");
+        0
     })
 }
 
@@ -130,6 +158,20 @@ mod tests {
             assert!((136..1024).contains(&offset), "offset {offset}");
         }
         assert!(offsets.task_tgid > 0);
+        // `possible_net_t skc_net` sits in sock_common; the rest in sock
+        // and tcp_sock, past it.
+        assert!((0..136).contains(&offsets.skc_net), "{offsets:?}");
+        for offset in [
+            offsets.sk_ack_backlog,
+            offsets.sk_max_ack_backlog,
+            offsets.sk_drops,
+            offsets.tcp_copied_seq,
+            offsets.tcp_rcv_nxt,
+            offsets.tcp_bytes_received,
+        ] {
+            assert!((136..4096).contains(&offset), "{offsets:?}");
+        }
+        assert_eq!(offsets.sk_max_ack_backlog, offsets.sk_ack_backlog + 4);
     }
 
     #[test]

@@ -6,13 +6,14 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{BtfTracePoint, ProgramError, TracePoint},
 };
 use c1m_common::{
-    DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_TGIDS,
-    MAP_TRANSITIONS, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT,
-    SockOffsets, TRANSITION_SLOTS,
+    DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS,
+    MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
+    PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets,
+    TRANSITION_SLOTS, TargetEvent,
 };
 use serde::Serialize;
 
@@ -85,9 +86,13 @@ pub struct Probes {
     pub attach_mode: AttachMode,
     /// How child processes are followed, or why they are not.
     pub children: Result<&'static str, String>,
+    /// How the target's failed accepts are seen, or why they are not.
+    pub accept_errors: Result<&'static str, String>,
     target_tgids: HashMap<MapData, u32, u32>,
     listen_ports: HashMap<MapData, u32, u64>,
+    target_netns: Array<MapData, u32>,
     transitions: PerCpuArray<MapData, u64>,
+    events: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
@@ -192,7 +197,22 @@ impl Probes {
             Err("--no-children".to_owned())
         };
 
+        // Syscall tracepoints need tracefs and CONFIG_FTRACE_SYSCALLS; without
+        // them c1m still works, with one kind of evidence less.
+        let accept_errors = [
+            (PROG_ACCEPT4_EXIT, "sys_exit_accept4"),
+            (PROG_ACCEPT_EXIT, "sys_exit_accept"),
+        ]
+        .into_iter()
+        .try_for_each(|(program, name)| attach_tracepoint(&mut ebpf, program, "syscalls", name))
+        .map(|()| "tracepoint/syscalls/sys_exit_accept{,4}")
+        .inspect_err(|err| log::warn!("failed accepts of the target will not be seen: {err}"));
+
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
+        let target_netns =
+            Array::try_from(take(MAP_TARGET_NETNS)?).map_err(map_error(MAP_TARGET_NETNS))?;
+        let events = PerCpuArray::try_from(take(MAP_TARGET_EVENTS)?)
+            .map_err(map_error(MAP_TARGET_EVENTS))?;
         let target_tgids =
             HashMap::try_from(take(MAP_TARGET_TGIDS)?).map_err(map_error(MAP_TARGET_TGIDS))?;
         let listen_ports = HashMap::try_from(take(MAP_TARGET_LISTEN_PORTS)?)
@@ -211,9 +231,12 @@ impl Probes {
             kernel,
             attach_mode,
             children,
+            accept_errors,
             target_tgids,
             listen_ports,
+            target_netns,
             transitions,
+            events,
             stats,
             logger,
         })
@@ -288,6 +311,29 @@ impl Probes {
         self.listen_ports
             .insert(port as u32, listeners, 0)
             .map_err(map_error(MAP_TARGET_LISTEN_PORTS))
+    }
+
+    /// Accepted connections count only in this network namespace (by its
+    /// inode number): a container with its own listener on the target's
+    /// port is not the target.
+    pub fn set_target_netns(&mut self, inode: u32) -> Result<(), ProbeError> {
+        self.target_netns
+            .set(0, inode, 0)
+            .map_err(map_error(MAP_TARGET_NETNS))
+    }
+
+    /// The target's own evidence counters since attach, by event name.
+    pub fn read_events(&self) -> Result<BTreeMap<&'static str, u64>, ProbeError> {
+        TargetEvent::ALL
+            .iter()
+            .map(|event| {
+                let per_cpu = self
+                    .events
+                    .get(&(*event as u32), 0)
+                    .map_err(map_error(MAP_TARGET_EVENTS))?;
+                Ok((event.name(), per_cpu.iter().sum()))
+            })
+            .collect()
     }
 
     pub fn read_transitions(&self) -> Result<TransitionCounts, ProbeError> {

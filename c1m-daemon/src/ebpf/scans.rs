@@ -15,8 +15,8 @@ use aya::{
     programs::Iter,
 };
 use c1m_common::{
-    MAP_FD_COUNTS, MAP_LISTEN_FOUND, MAP_SOCK_SCAN, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS,
-    SockScanSlot,
+    FdCount, ListenerSlot, MAP_FD_COUNTS, MAP_LISTEN_FOUND, MAP_LISTENERS_FOUND, MAP_SOCK_SCAN,
+    MAX_TARGET_LISTENERS, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
 };
 
 use super::probes::{ProbeError, describe, map_error, program_mut};
@@ -24,8 +24,9 @@ use crate::model::sock_scan::SockScan;
 
 pub struct Scans {
     sock_scan: Array<MapData, SockScanSlot>,
-    fd_counts: HashMap<MapData, u32, u64>,
+    fd_counts: HashMap<MapData, u32, FdCount>,
     listen_found: HashMap<MapData, u32, u64>,
+    listeners_found: HashMap<MapData, u64, ListenerSlot>,
 }
 
 /// What one walk of the target's file tables found.
@@ -33,6 +34,8 @@ pub struct Scans {
 pub struct FdScan {
     /// Open files per target process.
     pub by_pid: BTreeMap<u32, u64>,
+    /// TCP connections (non-listening TCP sockets) each holds an fd for.
+    pub connections_by_pid: BTreeMap<u32, u64>,
     /// Local port -> listening sockets the target holds on it.
     pub listening_ports: BTreeMap<u16, u64>,
 }
@@ -59,10 +62,13 @@ impl Scans {
             HashMap::try_from(take(MAP_FD_COUNTS)?).map_err(map_error(MAP_FD_COUNTS))?;
         let listen_found =
             HashMap::try_from(take(MAP_LISTEN_FOUND)?).map_err(map_error(MAP_LISTEN_FOUND))?;
+        let listeners_found = HashMap::try_from(take(MAP_LISTENERS_FOUND)?)
+            .map_err(map_error(MAP_LISTENERS_FOUND))?;
         Ok(Ok(Scans {
             sock_scan,
             fd_counts,
             listen_found,
+            listeners_found,
         }))
     }
 
@@ -72,12 +78,22 @@ impl Scans {
                 .set(index, SockScanSlot::default(), 0)
                 .map_err(map_error(MAP_SOCK_SCAN))?;
         }
+        clear(&mut self.listeners_found);
         run_iterator(ebpf, PROG_SOCK_SCAN)?;
         let raw = (0..SOCK_SCAN_SLOTS)
             .map(|index| self.sock_scan.get(&index, 0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_SOCK_SCAN))?;
-        Ok(SockScan::from_slots(&raw))
+        let mut scan = SockScan::from_slots(&raw);
+        scan.listeners = self
+            .listeners_found
+            .iter()
+            .map(|entry| entry.map(|(_, slot)| slot))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_LISTENERS_FOUND))?;
+        // A full map drops listeners silently on the kernel side: say so.
+        scan.listeners_truncated = scan.listeners.len() >= MAX_TARGET_LISTENERS as usize;
+        Ok(scan)
     }
 
     /// Open files and listening sockets per target process.
@@ -85,11 +101,16 @@ impl Scans {
         clear(&mut self.fd_counts);
         clear(&mut self.listen_found);
         run_iterator(ebpf, PROG_FD_SCAN)?;
-        let by_pid = self
+        let counts = self
             .fd_counts
             .iter()
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map_err(map_error(MAP_FD_COUNTS))?;
+        let by_pid = counts.iter().map(|(&pid, c)| (pid, c.files)).collect();
+        let connections_by_pid = counts
+            .iter()
+            .map(|(&pid, c)| (pid, c.tcp_connections))
+            .collect();
         let listening_ports = self
             .listen_found
             .iter()
@@ -98,13 +119,14 @@ impl Scans {
             .map_err(map_error(MAP_LISTEN_FOUND))?;
         Ok(FdScan {
             by_pid,
+            connections_by_pid,
             listening_ports,
         })
     }
 }
 
-fn clear(map: &mut HashMap<MapData, u32, u64>) {
-    let stale: Vec<u32> = map.keys().filter_map(Result::ok).collect();
+fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
+    let stale: Vec<K> = map.keys().filter_map(Result::ok).collect();
     for key in stale {
         // Gone already is as good as removed.
         let _ = map.remove(&key);

@@ -35,6 +35,9 @@ pub struct Sample {
     pub open_fds: u64,
     /// Threads of all target processes.
     pub threads: u64,
+    /// The target's own evidence counters (refusals, failed accepts),
+    /// cumulative since attach.
+    pub events: super::evidence::EventCounts,
 }
 
 impl Sample {
@@ -192,18 +195,27 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
     let window_start = samples
         .iter()
         .rev()
-        .find(|s| last.at_seconds - s.at_seconds >= TIME_WAIT_SECONDS)
-        .map_or(0, |s| time_wait_entries(&s.transitions));
-    let estimated_time_wait = entered_total - window_start;
+        .find(|s| last.at_seconds - s.at_seconds >= TIME_WAIT_SECONDS);
+    // Entries over the last 60 s: what is still in TIME_WAIT, unless a
+    // client reused the 4-tuple (TWRecycled) and ended one early, which is
+    // why an estimate is used only where no walk can count.
+    let in_last_minute = |entries: &dyn Fn(&Sample) -> u64| {
+        entries(last).saturating_sub(window_start.map_or(0, entries))
+    };
+    let dialled = |s: &Sample| s.events.get("dialled_time_wait").copied().unwrap_or(0);
     let connected_total = t.get(TCP_SYN_SENT, TCP_ESTABLISHED);
     let (time_wait_current, time_wait_source) = match &last.scan {
-        // Timewait sockets of dialled connections are not on the target's
-        // ports; when it dials out, the estimate covers them.
-        Some(scan) if connected_total > 0 => {
-            (scan.time_wait().max(estimated_time_wait), "scan+estimate")
-        }
-        Some(scan) => (scan.time_wait(), "scan"),
-        None => (estimated_time_wait, "estimate"),
+        // The walk sees the timewait sockets on the target's ports (those it
+        // accepted); those of connections it dialled are elsewhere, so only
+        // they are estimated.
+        Some(scan) => match in_last_minute(&dialled) {
+            0 => (scan.time_wait(), "scan"),
+            estimated => (scan.time_wait() + estimated, "scan+estimate"),
+        },
+        None => (
+            in_last_minute(&|s: &Sample| time_wait_entries(&s.transitions)),
+            "estimate",
+        ),
     };
 
     let (kernel_breakdown, kernel_unknown) = kernel_objects(last, current, &ctx);
@@ -410,6 +422,7 @@ pub mod tests {
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
             threads: 2,
+            events: BTreeMap::new(),
         }
     }
 
@@ -555,6 +568,7 @@ mod scan_tests {
             user_bytes: 0,
             open_fds: 80,
             threads: 1,
+            events: BTreeMap::new(),
         };
         let ctx = Context {
             pids: vec![1],
@@ -566,19 +580,63 @@ mod scan_tests {
             drops: BTreeMap::new(),
         };
         let report = build_report(&[sample], ctx);
-        assert_eq!(report.connections.current, 100);
+        // TIME_WAIT sockets are not connections: they live in time_wait,
+        // and their cost is spread over the open connections.
+        assert_eq!(report.connections.current, 80);
+        assert!(!report.connections.by_state.contains_key("TIME_WAIT"));
         assert_eq!(report.connections.source, "scan");
         assert_eq!(report.time_wait.current, 20);
+        assert_eq!(report.time_wait.current_source, "scan");
         let b = &report.cost_per_connection.kernel_breakdown;
-        assert_eq!(b["tcp_sock"], 2000 * 60 / 100);
-        assert_eq!(b["tcp6_sock"], 2200 * 20 / 100);
-        assert_eq!(b["timewait_sock"], 200 * 20 / 100);
-        assert_eq!(b["socket_inode"], 800 * 80 / 100);
-        assert_eq!(b["buffers"], 1000 * 80 / 100);
+        assert_eq!(b["tcp_sock"], 2000 * 60 / 80);
+        assert_eq!(b["tcp6_sock"], 2200 * 20 / 80);
+        assert_eq!(b["timewait_sock"], 200 * 20 / 80);
+        assert_eq!(b["socket_inode"], 800);
+        assert_eq!(b["buffers"], 1000);
         assert_eq!(
             report.cost_per_connection.kernel_bytes,
             b.values().sum::<u64>()
         );
         assert!(report.cost_per_connection.kernel_unknown.is_empty());
+    }
+
+    #[test]
+    fn time_wait_comes_from_the_walk_even_when_entries_say_more() {
+        // Clients reusing 4-tuples end TIME_WAITs early (TWRecycled): the
+        // entries of the last minute said 102,426 where the walk (and ss)
+        // found 46,390. Only dialled connections' timewaits are estimated.
+        let scan = scan_of(&[
+            (ScanKind::Owned, TCP_ESTABLISHED, false, 10, 0),
+            (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 46_390, 0),
+        ]);
+        let mut t = TransitionCounts::default();
+        t.add(TCP_FIN_WAIT2, TCP_CLOSE, 102_426);
+        let sample = |events: BTreeMap<&'static str, u64>| Sample {
+            at_seconds: 0.0,
+            transitions: t.clone(),
+            scan: Some(scan.clone()),
+            scan_fresh: true,
+            user_bytes: 0,
+            open_fds: 10,
+            threads: 1,
+            events,
+        };
+        let slabs = BTreeMap::new();
+        let ctx = || Context {
+            pids: vec![1],
+            alive: true,
+            exited: Vec::new(),
+            slabs: &slabs,
+            uses_epoll: false,
+            max_tw_buckets: None,
+            drops: BTreeMap::new(),
+        };
+        let report = build_report(&[sample(BTreeMap::new())], ctx());
+        assert_eq!(report.time_wait.current, 46_390);
+        assert_eq!(report.time_wait.current_source, "scan");
+        let dialled = [("dialled_time_wait", 500)].into();
+        let report = build_report(&[sample(dialled)], ctx());
+        assert_eq!(report.time_wait.current, 46_890);
+        assert_eq!(report.time_wait.current_source, "scan+estimate");
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use c1m_common::{
-    SOCK_SCAN_SLOTS, ScanKind, SockScanSlot, TCP_CLOSE, TCP_LISTEN, TCP_TIME_WAIT, sock_scan_slot,
-    tcp_state_name,
+    ListenerSlot, SOCK_SCAN_SLOTS, ScanKind, SockScanSlot, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV,
+    TCP_TIME_WAIT, sock_scan_slot, tcp_state_name,
 };
 use serde::Serialize;
 
@@ -13,6 +13,10 @@ use serde::Serialize;
 pub struct SockScan {
     /// (kind, state, ipv6) -> sums, only non-empty slots.
     pub slots: BTreeMap<(u32, u32, bool), SockScanSlot>,
+    /// The target's listening sockets: accept queue and drops of each.
+    pub listeners: Vec<ListenerSlot>,
+    /// More listeners than the walk can report (the rest were left out).
+    pub listeners_truncated: bool,
 }
 
 /// Buffer bytes held by the target's sockets, summed.
@@ -54,7 +58,10 @@ impl SockScan {
                 ((kind as u32, state, ipv6), *slot)
             })
             .collect();
-        SockScan { slots }
+        SockScan {
+            slots,
+            ..SockScan::default()
+        }
     }
 
     /// Connections (every state but LISTEN and CLOSE), whether c1m saw them
@@ -66,16 +73,25 @@ impl SockScan {
             .map(|((_, state, ipv6), slot)| (*state, *ipv6, slot))
     }
 
+    /// Sockets that carry a connection: not TIME_WAIT (a closed
+    /// connection's remainder, counted in `time_wait`) and not a half-open
+    /// handshake (NEW_SYN_RECV request socks).
+    fn open(&self) -> impl Iterator<Item = (u32, bool, &SockScanSlot)> {
+        self.connections()
+            .filter(|(state, _, _)| *state != TCP_TIME_WAIT && *state != TCP_NEW_SYN_RECV)
+    }
+
     pub fn by_state(&self) -> BTreeMap<&'static str, u64> {
         let mut by_state = BTreeMap::new();
-        for (state, _, slot) in self.connections() {
+        for (state, _, slot) in self.open() {
             *by_state.entry(tcp_state_name(state)).or_insert(0) += slot.sockets;
         }
         by_state
     }
 
+    /// Open connections (see [`SockScan::open`]).
     pub fn current(&self) -> u64 {
-        self.connections().map(|(_, _, slot)| slot.sockets).sum()
+        self.open().map(|(_, _, slot)| slot.sockets).sum()
     }
 
     pub fn time_wait(&self) -> u64 {
@@ -156,7 +172,8 @@ pub mod tests {
             (ScanKind::OnTargetPort, TCP_ESTABLISHED, false, 5, 0),
             (ScanKind::OnTargetPort, TCP_TIME_WAIT, true, 7, 0),
         ]);
-        assert_eq!(scan.current(), 132);
+        // TIME_WAIT is a closed connection's remainder, not a connection.
+        assert_eq!(scan.current(), 125);
         assert_eq!(scan.by_state()["ESTABLISHED"], 125);
         assert_eq!(scan.time_wait(), 7);
         assert_eq!(scan.preexisting(), 5);

@@ -19,6 +19,12 @@ fn namespace_id(path: &str) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
+/// The inode number of `pid`'s network namespace (what the kernel's
+/// `net->ns.inum` holds), when readable.
+pub fn netns_inode(pid: u32) -> Option<u32> {
+    namespace_id(&format!("/proc/{pid}/ns/net")).and_then(|ino| u32::try_from(ino).ok())
+}
+
 /// Enter `pid`'s network namespace if it differs from ours; returns
 /// whether it did. Call on the thread that samples, before other threads
 /// are started (the namespace is per thread).

@@ -144,6 +144,35 @@ impl TargetProcess {
     }
 }
 
+/// The TCP addresses `pid`'s network namespace listens on (from its own
+/// `/proc/<pid>/net/tcp{,6}`), a wildcard address given as loopback so a
+/// reader can connect to it.
+pub fn listening_addresses(pid: u32) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let Ok(process) = Process::new(pid as i32) else {
+        return Vec::new();
+    };
+    let entries = process
+        .tcp()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(process.tcp6().unwrap_or_default());
+    let mut addresses: Vec<SocketAddr> = entries
+        .filter(|e| e.state == TcpState::Listen)
+        .map(|e| {
+            let ip = match e.local_address.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            SocketAddr::new(ip, e.local_address.port())
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
 /// Every process descending from `root` (children, grandchildren...), as
 /// `(pid, parent pid)`, from the parent pids of all processes.
 pub fn descendants(root: u32) -> Vec<(u32, u32)> {

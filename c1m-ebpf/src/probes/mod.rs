@@ -1,6 +1,7 @@
 //! One file per kernel hook. Each program stays thin: it decodes its
 //! hook's arguments and hands a plain value to the shared logic.
 
+mod accept_exit;
 mod feature_checks;
 mod inet_sock_set_state;
 mod scans;

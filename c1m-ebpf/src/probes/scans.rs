@@ -8,15 +8,19 @@
 //! written by hand and aya 0.14 loads them as `Iter`.
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file};
-use c1m_common::{ScanKind, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, sock_scan_index};
+use c1m_common::{
+    FdCount, ListenerSlot, ScanKind, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, sock_scan_index,
+};
 
 use crate::{
-    maps::{FD_COUNTS, LISTEN_FOUND, OWNED_SOCKS, SOCK_SCAN, TARGET_TGIDS},
+    maps::{FD_COUNTS, LISTEN_FOUND, LISTENERS_FOUND, OWNED_SOCKS, SOCK_SCAN, TARGET_TGIDS},
     offsets::kernel_offsets,
     sock_tracker::target_listens_on,
 };
 
+const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
 
 /// Pointer-sized field `index` of an iterator's context struct
 /// (`struct bpf_iter__tcp { meta; sk_common; uid }`,
@@ -88,7 +92,11 @@ fn scan_sock(sk: u64) {
     };
     let state = state as u32;
     // SAFETY: presence test only.
-    let kind = if unsafe { OWNED_SOCKS.get(&sk).is_some() } {
+    let owned = unsafe { OWNED_SOCKS.get(&sk).is_some() };
+    if state == TCP_LISTEN && (owned || target_listens_on(port)) {
+        note_listener_queue(sk, port, family);
+    }
+    let kind = if owned {
         ScanKind::Owned
     } else if state != TCP_LISTEN && target_listens_on(port) {
         ScanKind::OnTargetPort
@@ -125,22 +133,45 @@ fn scan_sock(sk: u64) {
     }
 }
 
+/// A target listener's accept queue and its drop count, for the daemon to
+/// tell "this server stopped accepting" from the namespace-wide counters.
+#[inline(always)]
+fn note_listener_queue(sk: u64, port: u16, family: u16) {
+    let offsets = kernel_offsets();
+    if offsets.sk_max_ack_backlog == 0 {
+        return;
+    }
+    // SAFETY: a LISTEN socket is a full `struct sock`; failed reads are 0.
+    let slot = unsafe {
+        ListenerSlot {
+            port,
+            family,
+            queued: read_kernel::<u32>(sk, offsets.sk_ack_backlog).unwrap_or(0),
+            queue_max: read_kernel::<u32>(sk, offsets.sk_max_ack_backlog).unwrap_or(0),
+            drops: read_kernel::<u32>(sk, offsets.sk_drops).unwrap_or(0),
+        }
+    };
+    // Full: the daemon counts the listeners it sees against the map's size.
+    let _ = LISTENERS_FOUND.insert(&sk, &slot, 0);
+}
+
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task_file")]
 pub fn fd_scan(ctx: *const u64) -> i32 {
     let task = ctx_pointer(ctx, 1);
     if task != 0 {
         keep_read_going(ctx);
-        if count_fd(task) {
-            note_listener(ctx_pointer(ctx, 3));
+        if let Some(tgid) = count_fd(task) {
+            note_tcp_socket(tgid, ctx_pointer(ctx, 3));
         }
     }
     0
 }
 
-/// A target's file that is a listening TCP socket: count its port.
+/// A target's file that is a TCP socket: a listener counts its port, a
+/// connection counts for its process.
 #[inline(always)]
-fn note_listener(file: u64) {
+fn note_tcp_socket(tgid: u32, file: u64) {
     if file == 0 {
         return;
     }
@@ -159,15 +190,26 @@ fn note_listener(file: u64) {
         return;
     }
     // SAFETY: as above; `sk` is the socket's `struct sock`.
-    let (Some(state), Some(port)) = (unsafe {
+    let (Some(state), Some(port), Some(family)) = (unsafe {
         (
             read_kernel::<u8>(sk, offsets.skc_state),
             read_kernel::<u16>(sk, offsets.skc_num),
+            read_kernel::<u16>(sk, offsets.skc_family),
         )
     }) else {
         return;
     };
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
     if state as u32 != TCP_LISTEN {
+        // SAFETY: as above.
+        let tcp = offsets.sk_protocol != 0
+            && unsafe { read_kernel::<u16>(sk, offsets.sk_protocol) } == Some(IPPROTO_TCP);
+        if tcp && let Some(count) = FD_COUNTS.get_ptr_mut(&tgid) {
+            // SAFETY: map value pointer; one call at a time (see scan_sock).
+            unsafe { (*count).tcp_connections += 1 };
+        }
         return;
     }
     let key = port as u32;
@@ -180,24 +222,25 @@ fn note_listener(file: u64) {
     }
 }
 
-/// Count the file if its task is a target; true when it is.
+/// Count the file if its task is a target; its tgid when it is.
 #[inline(always)]
-fn count_fd(task: u64) -> bool {
+fn count_fd(task: u64) -> Option<u32> {
     // SAFETY: `task` is a live `task_struct` for this call.
-    let Some(tgid) = (unsafe { read_kernel::<i32>(task, kernel_offsets().task_tgid) }) else {
-        return false;
-    };
-    let tgid = tgid as u32;
+    let tgid = unsafe { read_kernel::<i32>(task, kernel_offsets().task_tgid) }? as u32;
     // SAFETY: presence test only.
     if unsafe { TARGET_TGIDS.get(&tgid).is_none() } {
-        return false;
+        return None;
     }
     match FD_COUNTS.get_ptr_mut(&tgid) {
         // SAFETY: map value pointer; one call at a time (see scan_sock).
-        Some(count) => unsafe { *count += 1 },
+        Some(count) => unsafe { (*count).files += 1 },
         None => {
-            let _ = FD_COUNTS.insert(&tgid, &1, 0);
+            let first = FdCount {
+                files: 1,
+                tcp_connections: 0,
+            };
+            let _ = FD_COUNTS.insert(&tgid, &first, 0);
         }
     }
-    true
+    Some(tgid)
 }
