@@ -1,1 +1,119 @@
-//! Starting a real memcached from a temporary config for the tests (being written).
+//! A real memcached for end-to-end tests: started as a child on a free
+//! loopback port with `-c CAP`, ended by pid on drop. memcached has no
+//! config file; the temp dir holds its stderr, shown if it fails to start.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub const MEMCACHED: &str = "/usr/bin/memcached";
+/// Worker threads (`-t`): each keeps 4 fds (an eventfd, an epoll fd, a pipe).
+pub const THREADS: u64 = 4;
+
+/// A running memcached, killed by pid and reaped, its temp dir removed, on
+/// drop.
+pub struct Running {
+    pub child: Child,
+    /// memcached is one process: the pid to give c1m as `--pid`.
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Start `memcached -l 127.0.0.1 -p PORT -U 0 -c CAP -t 4 -u root`, and
+/// wait until it answers. `None` (after saying "SKIPPED") without
+/// memcached, unless `C1M_REQUIRE_KERNEL_TESTS=1`.
+pub fn start(cap: u64) -> Option<Running> {
+    if !Path::new(MEMCACHED).exists() {
+        let why = format!("{MEMCACHED} is not installed (apt install memcached)");
+        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
+            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
+        }
+        eprintln!("SKIPPED {why}");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let dir = std::env::temp_dir().join(format!("c1m-memcached-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("memcached.log")).unwrap();
+    let mut command = Command::new(MEMCACHED);
+    command
+        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
+        .args([
+            "-c",
+            &cap.to_string(),
+            "-t",
+            &THREADS.to_string(),
+            "-u",
+            "root",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // Fds the test harness inherited (cargo's jobserver pipe...) would
+    // take memcached's fd slots and make `allowed` wrong.
+    // SAFETY: only fcntl, which is async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for fd in 3..4096 {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("spawning memcached");
+    let running = Running {
+        pid: child.id(),
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    };
+    for _ in 0..100 {
+        if answers(running.addr) {
+            // Let memcached close the probe's fd before anyone counts.
+            std::thread::sleep(Duration::from_millis(200));
+            return Some(running);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(running.dir.join("memcached.log")).unwrap_or_default();
+    panic!("memcached did not answer on {}: {log}", running.addr);
+}
+
+fn answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 8];
+    stream.write_all(b"version\r\n").is_ok()
+        && stream
+            .read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"VERSION"))
+}
+
+/// Clients the memcached `start` runs (1.6.18, `-t 4`, one listener, no
+/// inherited fds) serves with `-c cap`: it keeps 23 fds for itself (3
+/// stdio, an epoll fd and a pipe for its main loop, an eventfd, an epoll fd
+/// and a pipe per thread, 1 listener) and answers `ERROR Too many open
+/// connections` to the connection that gets fd cap - 1, as measured and as
+/// the reader counts: cap - 1 - 23 (176 for `-c 200`).
+pub fn allowed(cap: u64) -> u64 {
+    cap - 1 - (3 + 3 + 4 * THREADS + 1)
+}
