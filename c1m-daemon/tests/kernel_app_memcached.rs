@@ -59,11 +59,24 @@ fn memcached_conn_limit_binds_when_the_load_passes_it() {
     let allowed = memcached::allowed(cap) as f64;
     let (_run, _lines, api) = spawn_run_with_api(server.pid, &[]);
 
+    // memcached accepts each connection past its cap and closes it at
+    // once, so the load keeps knocking: at full speed that is thousands of
+    // refusals a second, whose TIME_WAITs (memcached closes first) head for
+    // tcp_max_tw_buckets and bind before the cap does; 100/s keeps them
+    // few. A refused connect does not count as progress, so the stall
+    // timeout must outlast the test or the load stops knocking after 2 s.
     let started = Instant::now();
     let load = daemon()
         .args(["load", "--target", &server.addr.to_string()])
         .args(["--connections", &(cap + 50).to_string(), "--hold", "60s"])
-        .args(["--connect-timeout", "1s", "--stall-timeout", "2s"])
+        .args([
+            "--rate",
+            "100/s",
+            "--connect-timeout",
+            "1s",
+            "--stall-timeout",
+            "60s",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
