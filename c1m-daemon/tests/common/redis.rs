@@ -1,1 +1,100 @@
-//! Starting a real redis from a temporary config for the tests (being written).
+//! A real redis for end-to-end tests: started as a child on a free loopback
+//! port with `--maxclients CAP` and no persistence, its working directory
+//! (and log) in a temp dir, ended by pid on drop.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub const REDIS: &str = "/usr/bin/redis-server";
+
+/// A running redis, killed by pid and reaped, its temp dir removed, on
+/// drop.
+pub struct Running {
+    pub child: Child,
+    /// redis is one process (it forks only to save, which this one never
+    /// does): the pid to give c1m as `--pid`.
+    pub pid: u32,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Start `redis-server --port PORT --bind 127.0.0.1 --maxclients CAP --save
+/// "" --appendonly no --dir TMP`, and wait until it answers PING. `None`
+/// (after saying "SKIPPED") without redis, unless
+/// `C1M_REQUIRE_KERNEL_TESTS=1`.
+pub fn start(cap: u64) -> Option<Running> {
+    if !Path::new(REDIS).exists() {
+        let why = format!("{REDIS} is not installed (apt install redis-server)");
+        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
+            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
+        }
+        eprintln!("SKIPPED {why}");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let dir = std::env::temp_dir().join(format!("c1m-redis-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(REDIS)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--maxclients", &cap.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawning redis-server");
+    let running = Running {
+        pid: child.id(),
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    };
+    for _ in 0..100 {
+        if answers(running.addr) {
+            return Some(running);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(running.dir.join("redis.log")).unwrap_or_default();
+    panic!("redis did not answer on {}: {log}", running.addr);
+}
+
+fn answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 8];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream
+            .read(&mut reply)
+            .is_ok_and(|n| reply[..n].starts_with(b"+PONG"))
+}
+
+/// Clients redis serves with `--maxclients cap`: exactly cap, measured
+/// (redis 7.0.15: the 51st connection with `--maxclients 50` gets `-ERR max
+/// number of clients reached` and is closed). It counts every connection
+/// from its accept, silent ones included, and no fds of its own: those are
+/// the 32 it keeps beyond maxclients in its fd limit.
+pub fn allowed(cap: u64) -> u64 {
+    cap
+}
