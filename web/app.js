@@ -38,6 +38,9 @@ function renderHeadline(r) {
   const hit = c.binding && c.limits.some((l) => l.exceeded && l.name === c.binding.name);
   $("headline").classList.toggle("hit", !!hit);
   $("remedy").textContent = c.binding ? c.binding.remedy : "–";
+  const b = c.binding;
+  $("binding-source").textContent = b ? `${b.kind} limit, set at ${b.source}` : "";
+  $("evidence").replaceChildren(...(b ? b.evidence : []).map((e) => el("li", {}, e)));
   const conn = r.connections;
   $("now").textContent = `Now: ${fmtCount(conn.current)} open connections` +
     (c.binding && c.binding.max_connections ? ` of ${fmtCount(c.binding.max_connections)} allowed` : "") +
@@ -60,9 +63,11 @@ function renderLimits(r) {
     const track = el("div", { class: "track", title: l.source });
     track.append(el("div", { class: "fill", style: `width:${l.max_connections != null ? pos(l.max_connections) : 100}%` }));
     track.append(el("div", { class: "marker", style: `left:${pos(current)}%`, title: `now: ${fmtCount(current)}` }));
-    row.append(el("div", { class: "name" }, l.name), track,
-      el("div", { class: "value" }, l.exceeded ? "being hit" : fmtCount(l.max_connections)),
-      el("div", { class: "why" }, l.explanation));
+    const value = l.max_connections != null ? fmtCount(l.max_connections) : "";
+    row.append(el("div", { class: "name" }, l.name, el("span", { class: `kind kind-${l.kind}` }, l.kind)), track,
+      el("div", { class: "value" }, l.exceeded ? `being hit ${value}` : value),
+      el("div", { class: "why" }, `${l.explanation} · set at ${l.source}`,
+        ...l.evidence.map((e) => el("div", { class: "evidence" }, `seen: ${e}`))));
     box.append(row);
   }
   const others = c.limits.filter((l) => l.max_connections == null && !l.exceeded);

@@ -70,7 +70,7 @@ mod tests {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetEvent {
     /// An accepted connection the target closed (FIN or reset from its own
-    /// `close()`) within [`REFUSAL_WINDOW_NS`] of accepting it.
+    /// `close()`) within [`REFUSAL_WINDOW_NS`] of its handshake.
     ClosedAfterAccept = 0,
     /// Of those, the ones it closed without reading a byte: a refusal
     /// ("too many clients"), not a served request.
@@ -85,14 +85,21 @@ pub enum TargetEvent {
     /// TIME_WAIT (its timewait socket is not on the target's ports, so the
     /// walk cannot attribute it: these are estimated, and labelled so).
     DialledTimeWait = 5,
+    /// An accepted connection the target closed without ever reading from
+    /// it, at any age: nginx at worker_connections reclaims its idle
+    /// connections this way (counted against a server's own cap only; an
+    /// idle timeout looks the same).
+    ClosedUnread = 6,
 }
 
 /// Slots in the `TARGET_EVENTS` array.
-pub const TARGET_EVENT_SLOTS: u32 = 6;
+pub const TARGET_EVENT_SLOTS: u32 = 7;
 
-/// A server that closes a connection this soon after accepting it, without
-/// reading from it, refused it.
-pub const REFUSAL_WINDOW_NS: u64 = 250_000_000;
+/// A server that closes a connection this soon after its handshake, without
+/// reading from it, refused it. Counted from the handshake (the kernel has
+/// no event for the accept itself), so it allows for time in the accept
+/// queue of a busy server; idle timeouts are seconds or more.
+pub const REFUSAL_WINDOW_NS: u64 = 1_000_000_000;
 
 impl TargetEvent {
     pub const ALL: [TargetEvent; TARGET_EVENT_SLOTS as usize] = [
@@ -102,6 +109,7 @@ impl TargetEvent {
         TargetEvent::AcceptEnfile,
         TargetEvent::AcceptEnomem,
         TargetEvent::DialledTimeWait,
+        TargetEvent::ClosedUnread,
     ];
 
     /// Stable snake_case name used in JSON.
@@ -113,6 +121,7 @@ impl TargetEvent {
             TargetEvent::AcceptEnfile => "accept_enfile",
             TargetEvent::AcceptEnomem => "accept_enomem",
             TargetEvent::DialledTimeWait => "dialled_time_wait",
+            TargetEvent::ClosedUnread => "closed_unread",
         }
     }
 }

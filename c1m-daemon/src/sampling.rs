@@ -66,6 +66,9 @@ pub struct Sampler {
     /// Kernel counters of recent samples, for what moved within the
     /// evidence window.
     netstat_recent: VecDeque<(Instant, Counters)>,
+    /// What the daemon side could not read, by reason, shown beside the
+    /// kernel side's drops (a failed read is a loss, never a zero).
+    losses: BTreeMap<&'static str, u64>,
     /// The caps the target's server sets itself, and when they were read.
     app_limits: AppLimits,
     app_limits_read: Option<Instant>,
@@ -100,7 +103,7 @@ impl Sampler {
         }
         let targets = TargetSet::start(named, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
-        Ok(Sampler {
+        let mut sampler = Sampler {
             probes,
             targets,
             started: Instant::now(),
@@ -112,11 +115,16 @@ impl Sampler {
             walk_wait: Duration::ZERO,
             netstat_start: read_netstat().unwrap_or_default(),
             netstat_recent: VecDeque::new(),
+            losses: BTreeMap::new(),
             app_limits: AppLimits::default(),
             app_limits_read: None,
             files_per_connection: 1.0,
             outbound: None,
-        })
+        };
+        // Read the server's own caps now: a server that fills up later may
+        // refuse the very query that reads them (redis at maxclients).
+        sampler.refresh_app_limits();
+        Ok(sampler)
     }
 
     /// Take one sample. A target process exiting meanwhile counts as zero;
@@ -162,6 +170,9 @@ impl Sampler {
                 WalkState::Done(walk) => {
                     log::debug!("socket and fd walks took {:?}", walk.took);
                     self.last_walk = Some((walk.started, walk.took));
+                    if walk.sockets.listeners_truncated {
+                        *self.losses.entry("listeners_truncated").or_insert(0) += 1;
+                    }
                     self.fds_by_pid = walk.fds.by_pid;
                     self.connection_fds_by_pid = walk.fds.connections_by_pid;
                     (Some(walk.sockets), true)
@@ -185,7 +196,18 @@ impl Sampler {
             transitions: self.probes.read_transitions()?,
             scan,
             scan_fresh,
-            user_bytes: pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum(),
+            user_bytes: pids
+                .iter()
+                .filter_map(|&p| {
+                    let pss = pss_bytes(p).ok();
+                    // A process that vanished meanwhile holds nothing; one
+                    // that is there but unreadable is a loss, not a zero.
+                    if pss.is_none() && std::path::Path::new(&format!("/proc/{p}")).exists() {
+                        *self.losses.entry("pss_unreadable").or_insert(0) += 1;
+                    }
+                    pss
+                })
+                .sum(),
             open_fds,
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
             events: self.probes.read_events()?,
@@ -197,6 +219,9 @@ impl Sampler {
             sample.open_fds,
             sample.user_bytes
         );
+        if let Ok(counters) = read_netstat() {
+            self.keep_netstat(counters);
+        }
         if self.samples.len() == MAX_SAMPLES {
             self.samples.pop_front();
         }
@@ -235,7 +260,11 @@ impl Sampler {
                 slabs: &slabs,
                 uses_epoll: self.uses_epoll,
                 max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),
-                drops: self.probes.read_drops()?,
+                drops: {
+                    let mut drops = self.probes.read_drops()?;
+                    drops.extend(self.losses.iter().map(|(k, v)| (*k, *v)));
+                    drops
+                },
             },
         );
         self.refresh_app_limits();
@@ -247,7 +276,7 @@ impl Sampler {
     /// box-wide projections from them).
     pub fn ceiling_inputs(&mut self, report: &Report) -> CeilingInputs {
         let now = read_netstat().unwrap_or_default();
-        let window_start = self.netstat_window_start(&now);
+        let window_start = self.netstat_window_start(now.clone());
         gather(&GatherContext {
             report,
             fds_by_pid: &self.fds_by_pid,
@@ -263,9 +292,24 @@ impl Sampler {
     }
 
     /// The counters as they were at the start of the evidence window (the
-    /// oldest kept, right after attach); `now` joins the kept ones.
-    fn netstat_window_start(&mut self, now: &Counters) -> Counters {
+    /// oldest kept: since attach, in a report shorter than the window);
+    /// `now` joins the kept ones. Every sample adds its counters too.
+    fn netstat_window_start(&mut self, now: Counters) -> Counters {
+        self.keep_netstat(now);
+        self.netstat_recent
+            .front()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Keep `counters` for the evidence window, and the newest older than
+    /// the window as its start.
+    fn keep_netstat(&mut self, counters: Counters) {
         let at = Instant::now();
+        if self.netstat_recent.is_empty() {
+            self.netstat_recent
+                .push_back((self.started, self.netstat_start.clone()));
+        }
         while self
             .netstat_recent
             .get(1)
@@ -273,12 +317,7 @@ impl Sampler {
         {
             self.netstat_recent.pop_front();
         }
-        let start = self
-            .netstat_recent
-            .front()
-            .map_or_else(|| now.clone(), |(_, c)| c.clone());
-        self.netstat_recent.push_back((at, now.clone()));
-        start
+        self.netstat_recent.push_back((at, counters));
     }
 
     /// Read the server's own limits when due. A read that fails keeps what

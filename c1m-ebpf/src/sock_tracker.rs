@@ -89,19 +89,26 @@ fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) 
 /// An accepted connection leaving ESTABLISHED: if the target closed it
 /// (FIN_WAIT1 is always its own close; CLOSE straight from ESTABLISHED is
 /// its own only when seen in its own context, else a reset from the peer)
-/// within the refusal window, count it, and as a refusal if it never read
-/// a byte of it.
+/// without reading a byte, count it; within the refusal window of its
+/// handshake, count it as closed early, and as a refusal if unread.
 #[inline(always)]
 fn note_early_close(t: &Transition, established_ns: u64) {
     let closed_by_target =
         t.new_state == TCP_FIN_WAIT1 || (t.new_state == TCP_CLOSE && current_is_target());
+    if !closed_by_target {
+        return;
+    }
+    let unread = read_nothing(t.sk) == Some(true);
+    if unread {
+        count_event(TargetEvent::ClosedUnread);
+    }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !closed_by_target || now.saturating_sub(established_ns) > REFUSAL_WINDOW_NS {
+    if now.saturating_sub(established_ns) > REFUSAL_WINDOW_NS {
         return;
     }
     count_event(TargetEvent::ClosedAfterAccept);
-    if read_nothing(t.sk) == Some(true) {
+    if unread {
         count_event(TargetEvent::RefusedUnread);
     }
 }

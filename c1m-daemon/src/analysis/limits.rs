@@ -319,7 +319,8 @@ fn limit(kind: LimitKind, name: &'static str, source: String) -> Limit {
 fn application(i: &CeilingInputs, app: &AppLimit) -> Limit {
     let mut l = limit(LimitKind::Application, app.name, app.source.clone());
     l.value = Some(app.setting as f64);
-    l.used = Some(i.connections as f64);
+    // Connections still in the accept queue are not the server's yet.
+    l.used = Some(i.connections.saturating_sub(i.evidence.queued()) as f64);
     l.per_connection = Some(1.0);
     l.max_connections = Some(app.max_connections);
     l.explanation = app.explanation.clone();
@@ -852,6 +853,7 @@ mod tests {
             queued,
             queue_max: 511,
             dropped,
+            stuck: 0,
         }
     }
 

@@ -39,15 +39,18 @@ pub fn attribute(i: &CeilingInputs, limits: &mut Vec<Limit>) {
             ));
         }
     }
-    // Connections in the accept queues are counted but not yet accepted.
-    let held = e.connections_max.saturating_sub(e.queued());
+    // Accepted connections (those in the accept queues are not yet).
+    let held = e.connections_max;
     let turning_away = e.turning_away();
     let refusing = e.refused > 0;
     let stopped_accepting = turning_away && !refusing;
     // A server may read a client's first bytes before refusing it (a
     // PostgreSQL startup packet): that counts against its own cap only, as
     // plain HTTP servers close after reading too.
-    let closing_early = e.closed_after_accept > 0;
+    // nginx at worker_connections closes its idle connections (unread, of
+    // any age) to make room: like an idle timeout, a sign for a server's
+    // own cap only.
+    let closing_early = e.closed_after_accept > 0 || e.closed_unread > 0;
     if held == 0 || !(turning_away || closing_early) {
         return;
     }
@@ -58,7 +61,10 @@ pub fn attribute(i: &CeilingInputs, limits: &mut Vec<Limit>) {
             let pressed = turning_away || (closing_early && l.kind == LimitKind::Application);
             pressed && l.max_connections.is_some_and(|n| explains(n, held))
         })
-        .min_by_key(|l| (l.max_connections.unwrap_or(0).abs_diff(held), l.kind));
+        // A server's own cap explains a plateau better than a kernel or
+        // process limit that allows about as many (memcached sets its fd
+        // limit from its cap), then the closest.
+        .min_by_key(|l| (l.kind, l.max_connections.unwrap_or(0).abs_diff(held)));
     if let Some(l) = matching {
         l.exceeded = true;
         l.evidence.push(format!(
@@ -82,15 +88,21 @@ fn signs(e: &WindowEvidence) -> Vec<String> {
     let mut signs = Vec::new();
     if e.refused > 0 {
         signs.push(format!(
-            "it refused {} new connections in the last {seconds:.0} s (closed them within 250 ms \
+            "it refused {} new connections in the last {seconds:.0} s (closed them within a second \
              of accepting, without reading)",
             e.refused
+        ));
+    }
+    let idle_closed = e.closed_unread.saturating_sub(e.refused);
+    if idle_closed > 0 {
+        signs.push(format!(
+            "it closed {idle_closed} connections it had not read from in the last {seconds:.0} s"
         ));
     }
     let read_then_closed = e.closed_after_accept.saturating_sub(e.refused);
     if read_then_closed > 0 {
         signs.push(format!(
-            "it closed {read_then_closed} new connections within 250 ms of accepting them in the \
+            "it closed {read_then_closed} new connections within a second of accepting them in the \
              last {seconds:.0} s"
         ));
     }
@@ -104,6 +116,11 @@ fn signs(e: &WindowEvidence) -> Vec<String> {
             signs.push(format!(
                 "port {}'s accept queue is full ({} of {})",
                 l.port, l.queued, l.queue_max
+            ));
+        } else if l.stuck > 0 {
+            signs.push(format!(
+                "{} connections wait in port {}'s accept queue and are not being accepted",
+                l.queued, l.port
             ));
         }
     }

@@ -159,7 +159,11 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
             let allowed = Family::<Labels, Gauge>::default();
             let exceeded = Family::<Labels, Gauge>::default();
             for limit in &ceiling.limits {
-                let labels = vec![("limit", limit.name.to_owned())];
+                let kind = serde_json::to_value(limit.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let labels = vec![("limit", limit.name.to_owned()), ("kind", kind)];
                 if let Some(max) = limit.max_connections {
                     allowed
                         .get_or_create(&labels)
@@ -179,6 +183,26 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
                 "1 when a limit is being hit now",
                 exceeded,
             );
+            if let Some(binding) = &ceiling.binding {
+                // Where the binding limit is set (a config file and line, a
+                // sysctl): one series, so the label's values stay few.
+                let info = Family::<Labels, Gauge>::default();
+                let kind = serde_json::to_value(binding.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                info.get_or_create(&vec![
+                    ("limit", binding.name.to_owned()),
+                    ("kind", kind),
+                    ("source", binding.source.clone()),
+                ])
+                .set(1);
+                registry.register(
+                    "binding_limit_info",
+                    "The limit that binds now, its kind and where it is set (value 1)",
+                    info,
+                );
+            }
             if let Some(max) = ceiling.binding.as_ref().and_then(|b| b.max_connections) {
                 gauge(
                     &mut registry,

@@ -7,7 +7,8 @@ use bytesize::ByteSize;
 
 use super::EXIT_TARGET_GONE;
 use crate::{
-    cli::ReportArgs, model::report::Report, sampling::Sampler, system::process::TargetProcess,
+    analysis::limits::human_count, cli::ReportArgs, model::report::Report, sampling::Sampler,
+    system::process::TargetProcess,
 };
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
@@ -147,7 +148,25 @@ fn print_summary(r: &Report, target: String) {
     if let Some(ceiling) = &r.ceiling {
         println!("{}", ceiling.verdict);
         if let Some(binding) = &ceiling.binding {
+            println!("  set at: {}", binding.source);
+            for seen in &binding.evidence {
+                println!("  seen:   {seen}");
+            }
             println!("  remedy: {}", binding.remedy);
+        }
+        println!("limits, tightest first:");
+        for l in &ceiling.limits {
+            let allows = match l.max_connections {
+                Some(n) => human_count(n),
+                None => "-".to_owned(),
+            };
+            let hit = if l.exceeded { "  BEING HIT" } else { "" };
+            println!(
+                "  {:<11} {:<28} {allows:>9}  {}{hit}",
+                format!("{:?}", l.kind).to_lowercase(),
+                l.name,
+                l.source
+            );
         }
     }
 }

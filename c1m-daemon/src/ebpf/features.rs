@@ -102,8 +102,9 @@ fn check_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
     tracefs::ensure_tracefs().map_err(|e| format!("tracefs not mounted and cannot mount: {e}"))?;
     let p: &mut TracePoint = program_mut(ebpf, "check_tracepoint")?;
     p.load().map_err(describe)?;
-    let link = p.attach("sock", "inet_sock_set_state").map_err(describe)?;
-    p.detach(link).map_err(describe)
+    let link = p.attach("sock", "inet_sock_set_state");
+    tracefs::unmount_if_ours();
+    p.detach(link.map_err(describe)?).map_err(describe)
 }
 
 fn check_raw_tp(ebpf: &mut Ebpf) -> Result<(), String> {

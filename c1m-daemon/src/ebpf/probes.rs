@@ -183,9 +183,12 @@ impl Probes {
                 }
             }
         }
-        let attach_mode = attach_mode.ok_or_else(|| ProbeError::NoAttachPoint {
-            attempts: attempts.join("; "),
-        })?;
+        let Some(attach_mode) = attach_mode else {
+            tracefs::unmount_if_ours();
+            return Err(ProbeError::NoAttachPoint {
+                attempts: attempts.join("; "),
+            });
+        };
         log::info!("attached {attach_mode}");
         let children = if follow_children {
             attach_tracepoint(&mut ebpf, PROG_NEW_TASK_TRACEPOINT, "task", "task_newtask")
@@ -207,6 +210,7 @@ impl Probes {
         .try_for_each(|(program, name)| attach_tracepoint(&mut ebpf, program, "syscalls", name))
         .map(|()| "tracepoint/syscalls/sys_exit_accept{,4}")
         .inspect_err(|err| log::warn!("failed accepts of the target will not be seen: {err}"));
+        tracefs::unmount_if_ours();
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
         let target_netns =

@@ -3,9 +3,22 @@
 //! path) once per process, so this must run before the first tracepoint is
 //! attached.
 
-use std::{ffi::CString, io, path::Path};
+//!
+//! A tracefs that c1m mounted is unmounted again once the tracepoints are
+//! attached (an attached tracepoint no longer needs it): c1m leaves the
+//! system's mounts as it found them, whether it exits cleanly or not.
+
+use std::{
+    ffi::CString,
+    io,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Whether this process mounted tracefs (and has not unmounted it yet).
+static MOUNTED_BY_US: AtomicBool = AtomicBool::new(false);
 
 fn is_mounted(path: &Path) -> bool {
     path.join("events").is_dir()
@@ -33,5 +46,25 @@ pub fn ensure_tracefs() -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     log::info!("mounted tracefs at {TRACEFS} (classic tracepoints need it)");
+    MOUNTED_BY_US.store(true, Ordering::SeqCst);
     Ok(true)
+}
+
+/// Unmount tracefs if this process mounted it. Call once the tracepoints
+/// are attached. A lazy unmount (MNT_DETACH) cannot fail on a busy mount.
+pub fn unmount_if_ours() {
+    if !MOUNTED_BY_US.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let target = CString::new(TRACEFS).expect("no NUL");
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    if rc == 0 {
+        log::info!("unmounted the tracefs c1m mounted at {TRACEFS}");
+    } else {
+        log::warn!(
+            "cannot unmount the tracefs c1m mounted at {TRACEFS}: {}",
+            io::Error::last_os_error()
+        );
+    }
 }

@@ -14,10 +14,14 @@ use std::{collections::BTreeMap, time::Duration};
 use c1m_common::ListenerSlot;
 use serde::Serialize;
 
-use super::report::Sample;
+use super::{report::Sample, sock_scan::SockScan};
 
 /// How far back "now" reaches.
 pub const EVIDENCE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long the count must have held still to be a plateau: the ramp that
+/// led up to it may sit in the evidence window too.
+pub const PLATEAU: Duration = Duration::from_secs(3);
 
 /// The target's own evidence counters since c1m attached (cumulative; the
 /// window takes differences), by `c1m_common::TargetEvent` name.
@@ -33,6 +37,10 @@ pub struct ListenerQueue {
     pub queue_max: u32,
     /// Connections it dropped (queue full) within the window.
     pub dropped: u64,
+    /// The fewest connections waiting in its queue over the last
+    /// [`PLATEAU`]: above zero, the queue is not draining (a server at its
+    /// cap stops accepting; haproxy at maxconn does).
+    pub stuck: u32,
 }
 
 /// The evidence over the window ending at the last sample.
@@ -40,17 +48,21 @@ pub struct ListenerQueue {
 pub struct WindowEvidence {
     /// The window's actual length (shorter right after attach).
     pub seconds: f64,
-    /// Accepted connections the target closed within 250 ms.
+    /// Accepted connections the target closed within a second.
     pub closed_after_accept: u64,
     /// Of those, closed without reading a byte: refusals.
     pub refused: u64,
+    /// Accepted connections closed unread at any age (a server at its cap
+    /// reclaiming idle ones, or an idle timeout).
+    pub closed_unread: u64,
     /// `accept()` failures of the target, by errno name.
     pub accept_errors: BTreeMap<&'static str, u64>,
     /// The target's listeners (from the last walk), with their drops in
     /// the window.
     pub listeners: Vec<ListenerQueue>,
-    /// Fewest and most connections seen in the window's samples: a server
-    /// at its cap holds still while it refuses.
+    /// Fewest and most connections held (accepted, not closing) in the
+    /// samples of the last [`PLATEAU`]: a server at its cap holds still
+    /// while it refuses.
     pub connections_min: u64,
     pub connections_max: u64,
     /// Whether the counts needed are there (false without a socket walk:
@@ -81,15 +93,20 @@ impl WindowEvidence {
         self.accept_errors.get(name).copied().unwrap_or(0)
     }
 
-    /// The count held still over the window (within 1%, or 2 connections).
+    /// The count held still lately (within 1%, or 2 connections).
     pub fn plateau(&self) -> bool {
         let spread = self.connections_max - self.connections_min;
         spread <= (self.connections_max / 100).max(2)
     }
 
-    /// Turning new connections away right now, by the target's own signs.
+    /// Turning new connections away right now, by the target's own signs:
+    /// refusing them, or not accepting (queues dropping, full, or not
+    /// draining while the count holds still).
     pub fn turning_away(&self) -> bool {
-        self.refused > 0 || self.listener_drops() > 0 || self.full_listeners().next().is_some()
+        self.refused > 0
+            || self.listener_drops() > 0
+            || self.full_listeners().next().is_some()
+            || (self.plateau() && self.listeners.iter().any(|l| l.stuck > 0))
     }
 }
 
@@ -113,8 +130,19 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
         .rev()
         .find(|s| s.at_seconds <= since)
         .unwrap_or(&samples[0]);
-    let in_window = samples.iter().filter(|s| s.at_seconds >= start.at_seconds);
-    let counts: Vec<u64> = in_window.map(Sample::connections).collect();
+    // The last PLATEAU seconds, and at least the last two samples.
+    let recent_since = last.at_seconds - PLATEAU.as_secs_f64();
+    let recent = samples
+        .iter()
+        .rposition(|s| s.at_seconds <= recent_since)
+        .unwrap_or(0)
+        .min(samples.len().saturating_sub(2));
+    let counts: Vec<u64> = samples[recent..].iter().map(Sample::held).collect();
+    let recent_scans: Vec<&SockScan> = samples[recent..]
+        .iter()
+        .filter(|s| s.scan_fresh)
+        .filter_map(|s| s.scan.as_ref())
+        .collect();
     let moved = |name: &str| {
         let at = |s: &Sample| s.events.get(name).copied().unwrap_or(0);
         at(last).saturating_sub(at(start))
@@ -132,6 +160,17 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
                     .as_ref()
                     .and_then(|b| matching(&b.listeners, l))
                     .map_or(0, |b| u64::from(l.drops.saturating_sub(b.drops))),
+                // Over at least two walks: one walk of a busy queue says
+                // nothing about whether it drains.
+                stuck: if recent_scans.len() >= 2 {
+                    recent_scans
+                        .iter()
+                        .map(|scan| matching(&scan.listeners, l).map_or(0, |m| m.queued))
+                        .min()
+                        .unwrap_or(0)
+                } else {
+                    0
+                },
             })
             .collect(),
         (None, _) => Vec::new(),
@@ -140,6 +179,7 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
         seconds: last.at_seconds - start.at_seconds,
         closed_after_accept: moved("closed_after_accept"),
         refused: moved("refused_unread"),
+        closed_unread: moved("closed_unread"),
         accept_errors: ACCEPT_ERRORS
             .iter()
             .map(|(event, errno)| (*errno, moved(event)))
@@ -221,6 +261,31 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_that_does_not_drain_at_a_steady_count_is_turning_away() {
+        // haproxy at maxconn: 50 connections wait, none is accepted.
+        let samples: Vec<Sample> = (0..=6)
+            .map(|i| {
+                let mut s = sample(i as f64, 250, 0, 0);
+                s.scan.as_mut().unwrap().listeners[0].queued = 50;
+                s
+            })
+            .collect();
+        let e = window_evidence(&samples);
+        assert_eq!(e.listeners[0].stuck, 50);
+        assert_eq!(e.queued(), 50);
+        assert!(e.turning_away());
+        // A queue that empties between walks is a busy server, not a cap.
+        let samples: Vec<Sample> = (0..=6)
+            .map(|i| {
+                let mut s = sample(i as f64, 250, 0, 0);
+                s.scan.as_mut().unwrap().listeners[0].queued = (i % 2) * 50;
+                s
+            })
+            .collect();
+        assert!(!window_evidence(&samples).turning_away());
+    }
+
+    #[test]
     fn listener_drops_are_the_listeners_own_in_the_window() {
         let samples: Vec<Sample> = (0..=20).map(|i| sample(i as f64, 100, 0, 7 * i)).collect();
         let e = window_evidence(&samples);
@@ -232,7 +297,15 @@ mod tests {
     fn a_growing_count_is_no_plateau() {
         let samples: Vec<Sample> = (0..=10).map(|i| sample(i as f64, 100 * i, 0, 0)).collect();
         let e = window_evidence(&samples);
-        assert_eq!((e.connections_min, e.connections_max), (0, 1000));
+        assert_eq!((e.connections_min, e.connections_max), (700, 1000));
         assert!(!e.plateau());
+        // A ramp that ended 3 s ago and has held still since is one, though
+        // the ramp is still in the evidence window.
+        let samples: Vec<Sample> = (0..=10)
+            .map(|i| sample(i as f64, 100 * i.min(6), 0, 0))
+            .collect();
+        let e = window_evidence(&samples);
+        assert_eq!((e.connections_min, e.connections_max), (600, 600));
+        assert!(e.plateau());
     }
 }

@@ -49,6 +49,27 @@ impl Sample {
             None => open_connections(&self.transitions),
         }
     }
+
+    /// Connections the target holds: accepted (not waiting in its accept
+    /// queues) and not on their way out (FIN_WAIT*, CLOSING, LAST_ACK).
+    /// What a server's own cap counts.
+    pub fn held(&self) -> u64 {
+        let by_state = match &self.scan {
+            Some(scan) => scan.by_state(),
+            None => self.transitions.current_by_state(),
+        };
+        let open: u64 = ["SYN_RECV", "ESTABLISHED", "CLOSE_WAIT"]
+            .iter()
+            .map(|state| by_state.get(state).copied().unwrap_or(0))
+            .sum();
+        let queued: u64 = self
+            .scan
+            .iter()
+            .flat_map(|scan| &scan.listeners)
+            .map(|l| u64::from(l.queued))
+            .sum();
+        open.saturating_sub(queued)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

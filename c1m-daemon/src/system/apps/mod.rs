@@ -124,7 +124,9 @@ pub fn server_of(exe: &std::path::Path) -> Option<&'static str> {
     let name = name.trim_end_matches(" (deleted)");
     match name {
         "nginx" => Some("nginx"),
-        "redis-server" | "valkey-server" => Some("redis"),
+        // Debian's /usr/bin/redis-server is a symlink to redis-check-rdb
+        // (one binary that acts by the name it was started as).
+        "redis-server" | "redis-check-rdb" | "valkey-server" => Some("redis"),
         "haproxy" => Some("haproxy"),
         "memcached" => Some("memcached"),
         "postgres" | "postmaster" => Some("postgresql"),
@@ -170,7 +172,14 @@ mod tests {
             Some("postgresql")
         );
         assert_eq!(server_of("/usr/bin/redis-server".as_ref()), Some("redis"));
-        assert_eq!(server_of("/usr/sbin/nginx (deleted)".as_ref()), Some("nginx"));
+        assert_eq!(
+            server_of("/usr/bin/redis-check-rdb".as_ref()),
+            Some("redis")
+        );
+        assert_eq!(
+            server_of("/usr/sbin/nginx (deleted)".as_ref()),
+            Some("nginx")
+        );
         assert_eq!(server_of("/usr/bin/redis-cli".as_ref()), None);
     }
 }
