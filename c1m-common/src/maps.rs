@@ -30,6 +30,11 @@ pub const MAP_TARGET_EVENTS: &str = "TARGET_EVENTS";
 pub const MAP_TARGET_NETNS: &str = "TARGET_NETNS";
 /// Target listeners found by the `iter/tcp` walk, keyed by socket address.
 pub const MAP_LISTENERS_FOUND: &str = "LISTENERS_FOUND";
+/// (source, destination) pairs the target dials out on, with its open
+/// connections on each, filled by the `iter/tcp` walk.
+pub const MAP_OUTBOUND_PAIRS: &str = "OUTBOUND_PAIRS";
+/// Most pairs the walk reports.
+pub const MAX_OUTBOUND_PAIRS: u32 = 4096;
 /// Most listening sockets of one target the walk reports.
 pub const MAX_TARGET_LISTENERS: u32 = 256;
 

@@ -86,10 +86,19 @@ pub struct SockOffsets {
     pub tcp_rcv_nxt: u32,
     /// `tcp_sock.bytes_received` (u64): payload bytes received.
     pub tcp_bytes_received: u32,
+    /// `sk->__sk_common.skc_daddr` / `skc_rcv_saddr` (IPv4, network order),
+    /// `skc_dport` (network order), `skc_v6_daddr` / `skc_v6_rcv_saddr`
+    /// (16 bytes each): the (source, destination) of a dialled connection,
+    /// whose ephemeral port comes from that pair's range.
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
     /// Reserved (keeps the size a multiple of 16).
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 2],
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 80);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 96);
 
 impl SockOffsets {
     /// All unknown: what the kernel side holds until the daemon sets it.
@@ -111,7 +120,12 @@ impl SockOffsets {
         tcp_copied_seq: 0,
         tcp_rcv_nxt: 0,
         tcp_bytes_received: 0,
-        _pad: [0; 3],
+        skc_daddr: 0,
+        skc_rcv_saddr: 0,
+        skc_dport: 0,
+        skc_v6_daddr: 0,
+        skc_v6_rcv_saddr: 0,
+        _pad: [0; 2],
     };
 }
 
@@ -122,6 +136,7 @@ mod pod {
     unsafe impl aya::Pod for super::SockOffsets {}
     unsafe impl aya::Pod for super::ListenerSlot {}
     unsafe impl aya::Pod for super::FdCount {}
+    unsafe impl aya::Pod for super::OutboundPair {}
 }
 
 /// One listening socket of the target as the `iter/tcp` walk found it
@@ -155,3 +170,19 @@ pub struct FdCount {
     pub tcp_connections: u64,
 }
 const _: () = assert!(core::mem::size_of::<FdCount>() == 16);
+
+/// A (source address, destination address and port) the target dials out
+/// on: each such pair has its own range of ephemeral ports. Key of
+/// `OUTBOUND_PAIRS`, whose value is the target's open connections on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboundPair {
+    /// IPv4 in the first 4 bytes, or IPv6; network order.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Destination port, host order.
+    pub dport: u16,
+    pub family: u16,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<OutboundPair>() == 40);

@@ -75,9 +75,6 @@ pub struct Sampler {
     /// Files the box spends per connection: 1 (the target's), or 2 when the
     /// clients run on this box too (`selftest`).
     pub files_per_connection: f64,
-    /// Outbound connections made for the target (the load side in
-    /// `selftest`): (ports per IP, source IPs, destinations, open).
-    pub outbound: Option<(u64, u64, u64, u64)>,
 }
 
 impl Sampler {
@@ -119,7 +116,6 @@ impl Sampler {
             app_limits: AppLimits::default(),
             app_limits_read: None,
             files_per_connection: 1.0,
-            outbound: None,
         };
         // Read the server's own caps now: a server that fills up later may
         // refuse the very query that reads them (redis at maxclients).
@@ -287,7 +283,11 @@ impl Sampler {
             evidence: &window_evidence(self.samples.make_contiguous()),
             app: &self.app_limits,
             files_per_connection: self.files_per_connection,
-            outbound: self.outbound,
+            outbound_pairs: self
+                .samples
+                .back()
+                .and_then(|s| s.scan.as_ref())
+                .map(|scan| scan.outbound.as_slice()),
         })
     }
 

@@ -9,9 +9,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use c1m_common::{
-    DROP_SLOTS, DropReason, FdCount, ListenerSlot, MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS,
-    MAX_TARGET_LISTENERS, MAX_TARGET_TGIDS, OwnedSock, SOCK_SCAN_SLOTS, SockScanSlot,
-    TARGET_EVENT_SLOTS, TRANSITION_SLOTS, TargetEvent,
+    DROP_SLOTS, DropReason, FdCount, ListenerSlot, MAX_OUTBOUND_PAIRS, MAX_OWNED_SOCKS,
+    MAX_TARGET_LISTEN_PORTS, MAX_TARGET_LISTENERS, MAX_TARGET_TGIDS, OutboundPair, OwnedSock,
+    SOCK_SCAN_SLOTS, SockScanSlot, TARGET_EVENT_SLOTS, TRANSITION_SLOTS, TargetEvent,
 };
 
 /// tgid -> parent target tgid. Filled by the daemon, and by
@@ -49,6 +49,12 @@ pub static FD_COUNTS: HashMap<u32, FdCount> = HashMap::with_max_entries(MAX_TARG
 #[map]
 pub static LISTENERS_FOUND: HashMap<u64, ListenerSlot> =
     HashMap::with_max_entries(MAX_TARGET_LISTENERS, 0);
+
+/// (source, destination) -> the target's open dialled connections on it,
+/// filled by `sock_scan`; the daemon clears it before each scan.
+#[map]
+pub static OUTBOUND_PAIRS: HashMap<OutboundPair, u64> =
+    HashMap::with_max_entries(MAX_OUTBOUND_PAIRS, 0);
 
 /// [`TargetEvent`] -> count, per CPU.
 #[map]

@@ -26,8 +26,22 @@ const BUILD_PACKAGES: &[&str] = &[
 /// util-linux: setpriv/prlimit/unshare; iproute2: network namespaces;
 /// bpftool: checking nothing outlives the daemon; g++: libFuzzer (built by
 /// the fuzz targets); chromium: the dashboard's browser test (with Node.js,
-/// see `ensure_npm_packages`).
-const TEST_PACKAGES: &[&str] = &["util-linux", "iproute2", "bpftool", "g++", "chromium"];
+/// see `ensure_npm_packages`). The real servers whose own connection caps
+/// c1m reads (tests start them from temporary configs, never as services),
+/// and python3 for the small servers c1m knows nothing about.
+const TEST_PACKAGES: &[&str] = &[
+    "util-linux",
+    "iproute2",
+    "bpftool",
+    "g++",
+    "chromium",
+    "nginx-light",
+    "redis-server",
+    "haproxy",
+    "memcached",
+    "postgresql",
+    "python3",
+];
 const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";

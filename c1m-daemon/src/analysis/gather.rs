@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::limits::{CeilingInputs, ProcessLimits, ThreadBound, UnreadableApp};
+use super::limits::{CeilingInputs, Outbound, ProcessLimits, ThreadBound, UnreadableApp};
 use crate::{
-    model::{evidence::WindowEvidence, report::Report},
+    model::{evidence::WindowEvidence, report::Report, sock_scan::PairUse},
     system::{
         apps::AppLimits,
         cgroup::{cgroup_dirs, parse_limit, parse_usage},
@@ -38,10 +38,11 @@ pub struct GatherContext<'a> {
     pub evidence: &'a WindowEvidence,
     /// The caps its server sets itself.
     pub app: &'a AppLimits,
+    /// Its dialled connections by (source, destination), from the last
+    /// walk (`None` without one).
+    pub outbound_pairs: Option<&'a [PairUse]>,
     /// 1 for the target alone; 2 when both ends are on this box.
     pub files_per_connection: f64,
-    /// (ports per IP, source IPs, destinations, open) for outbound load.
-    pub outbound: Option<(u64, u64, u64, u64)>,
 }
 
 pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
@@ -65,13 +66,12 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     let sockstat = read_sockstat();
     let meminfo = read_meminfo().ok();
     let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
-    let outbound = ctx.outbound.or_else(|| {
-        // A target that dials out spends ephemeral ports too.
-        (report.connections.connected_total > 0).then(|| {
-            let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
-                .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1);
-            (ports, 1, 1, report.connections.connected_total)
-        })
+    // A target that dials out spends ephemeral ports, per (source,
+    // destination) pair in use, as the walk found them.
+    let outbound = ctx.outbound_pairs.map(|pairs| Outbound {
+        ports_per_pair: read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+            .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1),
+        pairs: pairs.to_vec(),
     });
     CeilingInputs {
         connections,

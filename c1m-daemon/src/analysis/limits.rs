@@ -5,7 +5,10 @@
 
 use serde::Serialize;
 
-use crate::{model::evidence::WindowEvidence, system::apps::AppLimit};
+use crate::{
+    model::{evidence::WindowEvidence, sock_scan::PairUse},
+    system::apps::AppLimit,
+};
 
 pub const PAGE_BYTES: f64 = 4096.0;
 
@@ -75,6 +78,15 @@ pub struct ProcessLimits {
     pub connection_fds: Option<u64>,
 }
 
+/// The target's dialled connections and the ports they draw on.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// net.ipv4.ip_local_port_range: ports per (source, destination).
+    pub ports_per_pair: u64,
+    /// Open connections per pair, from the socket walk.
+    pub pairs: Vec<PairUse>,
+}
+
 /// A known server whose own limit could not be read.
 #[derive(Debug, Clone)]
 pub struct UnreadableApp {
@@ -116,8 +128,9 @@ pub struct CeilingInputs {
     pub cgroup_memory: Option<(String, u64, u64)>,
     pub tcp_mem_pages: Option<[u64; 3]>,
     pub tcp_mem_used_pages: Option<u64>,
-    /// Outbound connections: (ports per IP, source IPs, destinations, open).
-    pub outbound: Option<(u64, u64, u64, u64)>,
+    /// Connections the target dialled, by (source, destination), when it
+    /// dials out at all.
+    pub outbound: Option<Outbound>,
     pub tw_max_buckets: Option<u64>,
     pub tw_steady_state: f64,
     pub tw_current: u64,
@@ -642,24 +655,45 @@ fn accept_backlog(i: &CeilingInputs) -> Limit {
     l
 }
 
+/// Ephemeral ports: every (source address, destination) pair the target
+/// dials on has its own range, `ports_per_pair`, so the dialled connections
+/// can grow to `pairs x ports_per_pair`: e.g. 2 pairs of 28,232 ports with
+/// 1,000 open allow 56,464 dialled connections. The fullest pair runs out
+/// first; its connections fail with EADDRNOTAVAIL.
 fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
-    let (ports, ips, destinations, open) = i.outbound?;
+    let out = i.outbound.as_ref()?;
+    if out.pairs.is_empty() {
+        return None;
+    }
     let mut l = limit(
         LimitKind::Kernel,
         "ephemeral_ports",
-        "sysctl net.ipv4.ip_local_port_range x source IPs x destinations".into(),
+        "sysctl net.ipv4.ip_local_port_range, per (source IP, destination) in use".into(),
     );
-    let total = ports * ips.max(1) * destinations.max(1);
+    let per = out.ports_per_pair;
+    let open: u64 = out.pairs.iter().map(|p| p.open).sum();
+    let total = per * out.pairs.len() as u64;
     l.value = Some(total as f64);
     l.used = Some(open as f64);
     l.per_connection = Some(1.0);
-    // Only the outbound connections use ports: the allowance adds to them.
+    // Only the dialled connections use ports: the allowance adds to them.
     l.max_connections = Some(i.connections.saturating_sub(open) + total);
+    let fullest = out.pairs.iter().max_by_key(|p| p.open).expect("not empty");
+    l.exceeded = fullest.open >= per;
     l.explanation = format!(
-        "ephemeral ports for outbound connections: {ports} per (source IP, destination) x {} source IP(s) x {} destination(s)",
-        ips.max(1),
-        destinations.max(1)
+        "ephemeral ports for dialled connections: {per} per (source IP, destination) x {} pair(s) \
+         in use; the fullest, {} -> {}, holds {}",
+        out.pairs.len(),
+        fullest.source,
+        fullest.destination,
+        fullest.open
     );
+    if l.exceeded {
+        l.evidence.push(format!(
+            "{} -> {} uses all {per} ports of its range",
+            fullest.source, fullest.destination
+        ));
+    }
     l.remedy = "add source IPs (load --source-ips), widen net.ipv4.ip_local_port_range, or \
                 connect to more destination addresses/ports"
         .into();
@@ -1060,11 +1094,30 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_multiply_by_source_ips_and_destinations() {
+        let pair = |source: &str, open| PairUse {
+            source: source.parse().unwrap(),
+            destination: "10.0.0.5:5432".parse().unwrap(),
+            open,
+        };
         let mut i = base();
-        i.outbound = Some((28232, 2, 1, 1000));
+        i.outbound = Some(Outbound {
+            ports_per_pair: 28232,
+            pairs: vec![pair("127.0.0.2", 600), pair("127.0.0.3", 400)],
+        });
         let l = find(&analyze(&i), "ephemeral_ports").clone();
+        // 1,000 connections, all dialled: 2 pairs x 28,232.
         assert_eq!(l.max_connections, Some(56464));
+        assert!(
+            l.explanation
+                .contains("127.0.0.2 -> 10.0.0.5:5432, holds 600")
+        );
         assert!(l.remedy.contains("source IPs"));
+        assert!(!l.exceeded);
+        i.outbound = Some(Outbound {
+            ports_per_pair: 100,
+            pairs: vec![pair("127.0.0.2", 100)],
+        });
+        assert!(find(&analyze(&i), "ephemeral_ports").exceeded);
     }
 
     #[test]

@@ -54,12 +54,18 @@ pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
         tcp_copied_seq: optional(btf, "tcp_sock", "copied_seq"),
         tcp_rcv_nxt: optional(btf, "tcp_sock", "rcv_nxt"),
         tcp_bytes_received: optional(btf, "tcp_sock", "bytes_received"),
+        skc_daddr: member_offset(btf, "sock", "skc_daddr").unwrap_or(0),
+        skc_rcv_saddr: optional(btf, "sock", "skc_rcv_saddr"),
+        skc_dport: optional(btf, "sock", "skc_dport"),
+        skc_v6_daddr: optional(btf, "sock", "skc_v6_daddr"),
+        skc_v6_rcv_saddr: optional(btf, "sock", "skc_v6_rcv_saddr"),
         ..SockOffsets::ZERO
     })
 }
 
 /// An offset the probes can do without: 0 (and a warning) when this
-/// kernel's BTF lacks it. No field c1m reads this way sits at offset 0.
+/// kernel's BTF lacks it. No field c1m reads this way sits at offset 0
+/// (but `skc_daddr`, which is only read when `skc_dport` is known).
 fn optional(btf: &Btf, strukt: &str, member: &str) -> u32 {
     member_offset(btf, strukt, member).unwrap_or_else(|err| {
         log::warn!("{err}: the evidence that needs it is not collected on this kernel");

@@ -15,18 +15,20 @@ use aya::{
     programs::Iter,
 };
 use c1m_common::{
-    FdCount, ListenerSlot, MAP_FD_COUNTS, MAP_LISTEN_FOUND, MAP_LISTENERS_FOUND, MAP_SOCK_SCAN,
-    MAX_TARGET_LISTENERS, PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
+    FdCount, ListenerSlot, MAP_FD_COUNTS, MAP_LISTEN_FOUND, MAP_LISTENERS_FOUND,
+    MAP_OUTBOUND_PAIRS, MAP_SOCK_SCAN, MAX_OUTBOUND_PAIRS, MAX_TARGET_LISTENERS, OutboundPair,
+    PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
 };
 
 use super::probes::{ProbeError, describe, map_error, program_mut};
-use crate::model::sock_scan::SockScan;
+use crate::model::sock_scan::{PairUse, SockScan};
 
 pub struct Scans {
     sock_scan: Array<MapData, SockScanSlot>,
     fd_counts: HashMap<MapData, u32, FdCount>,
     listen_found: HashMap<MapData, u32, u64>,
     listeners_found: HashMap<MapData, u64, ListenerSlot>,
+    outbound_pairs: HashMap<MapData, OutboundPair, u64>,
 }
 
 /// What one walk of the target's file tables found.
@@ -64,11 +66,14 @@ impl Scans {
             HashMap::try_from(take(MAP_LISTEN_FOUND)?).map_err(map_error(MAP_LISTEN_FOUND))?;
         let listeners_found = HashMap::try_from(take(MAP_LISTENERS_FOUND)?)
             .map_err(map_error(MAP_LISTENERS_FOUND))?;
+        let outbound_pairs =
+            HashMap::try_from(take(MAP_OUTBOUND_PAIRS)?).map_err(map_error(MAP_OUTBOUND_PAIRS))?;
         Ok(Ok(Scans {
             sock_scan,
             fd_counts,
             listen_found,
             listeners_found,
+            outbound_pairs,
         }))
     }
 
@@ -79,6 +84,7 @@ impl Scans {
                 .map_err(map_error(MAP_SOCK_SCAN))?;
         }
         clear(&mut self.listeners_found);
+        clear(&mut self.outbound_pairs);
         run_iterator(ebpf, PROG_SOCK_SCAN)?;
         let raw = (0..SOCK_SCAN_SLOTS)
             .map(|index| self.sock_scan.get(&index, 0))
@@ -93,6 +99,13 @@ impl Scans {
             .map_err(map_error(MAP_LISTENERS_FOUND))?;
         // A full map drops listeners silently on the kernel side: say so.
         scan.listeners_truncated = scan.listeners.len() >= MAX_TARGET_LISTENERS as usize;
+        scan.outbound = self
+            .outbound_pairs
+            .iter()
+            .map(|entry| entry.map(|(pair, open)| outbound_use(&pair, open)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_OUTBOUND_PAIRS))?;
+        scan.outbound_truncated = scan.outbound.len() >= MAX_OUTBOUND_PAIRS as usize;
         Ok(scan)
     }
 
@@ -122,6 +135,23 @@ impl Scans {
             connections_by_pid,
             listening_ports,
         })
+    }
+}
+
+/// A kernel (source, destination) pair as addresses.
+fn outbound_use(pair: &OutboundPair, open: u64) -> PairUse {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = |bytes: &[u8; 16]| -> IpAddr {
+        if pair.family == 10 {
+            IpAddr::V6(Ipv6Addr::from(*bytes))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+        }
+    };
+    PairUse {
+        source: ip(&pair.saddr),
+        destination: SocketAddr::new(ip(&pair.daddr), pair.dport),
+        open,
     }
 }
 

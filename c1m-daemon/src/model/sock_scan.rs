@@ -17,6 +17,19 @@ pub struct SockScan {
     pub listeners: Vec<ListenerSlot>,
     /// More listeners than the walk can report (the rest were left out).
     pub listeners_truncated: bool,
+    /// The target's dialled connections by (source, destination): each
+    /// pair draws on its own range of ephemeral ports.
+    pub outbound: Vec<PairUse>,
+    pub outbound_truncated: bool,
+}
+
+/// Open connections the target dialled from one source address to one
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PairUse {
+    pub source: std::net::IpAddr,
+    pub destination: std::net::SocketAddr,
+    pub open: u64,
 }
 
 /// Buffer bytes held by the target's sockets, summed.

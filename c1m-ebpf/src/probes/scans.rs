@@ -9,11 +9,15 @@
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file};
 use c1m_common::{
-    FdCount, ListenerSlot, ScanKind, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT, sock_scan_index,
+    FdCount, ListenerSlot, OutboundPair, ScanKind, SockOrigin, TCP_LISTEN, TCP_NEW_SYN_RECV,
+    TCP_TIME_WAIT, sock_scan_index,
 };
 
 use crate::{
-    maps::{FD_COUNTS, LISTEN_FOUND, LISTENERS_FOUND, OWNED_SOCKS, SOCK_SCAN, TARGET_TGIDS},
+    maps::{
+        FD_COUNTS, LISTEN_FOUND, LISTENERS_FOUND, OUTBOUND_PAIRS, OWNED_SOCKS, SOCK_SCAN,
+        TARGET_TGIDS,
+    },
     offsets::kernel_offsets,
     sock_tracker::target_listens_on,
 };
@@ -91,10 +95,14 @@ fn scan_sock(sk: u64) {
         return;
     };
     let state = state as u32;
-    // SAFETY: presence test only.
-    let owned = unsafe { OWNED_SOCKS.get(&sk).is_some() };
+    // SAFETY: a read of the map value, valid for this call.
+    let origin = unsafe { OWNED_SOCKS.get(&sk).map(|o| o.origin) };
+    let owned = origin.is_some();
     if state == TCP_LISTEN && (owned || target_listens_on(port)) {
         note_listener_queue(sk, port, family);
+    }
+    if origin == Some(SockOrigin::Connected as u8) {
+        note_outbound(sk, family);
     }
     let kind = if owned {
         ScanKind::Owned
@@ -135,7 +143,7 @@ fn scan_sock(sk: u64) {
 
 /// A target listener's accept queue and its drop count, for the daemon to
 /// tell "this server stopped accepting" from the namespace-wide counters.
-#[inline(always)]
+#[inline(never)]
 fn note_listener_queue(sk: u64, port: u16, family: u16) {
     let offsets = kernel_offsets();
     if offsets.sk_max_ack_backlog == 0 {
@@ -153,6 +161,42 @@ fn note_listener_queue(sk: u64, port: u16, family: u16) {
     };
     // Full: the daemon counts the listeners it sees against the map's size.
     let _ = LISTENERS_FOUND.insert(&sk, &slot, 0);
+}
+
+/// A connection the target dialled: count it for its (source, destination).
+/// A function of its own (a BPF-to-BPF call): inlined, its stack buffers
+/// made LLVM spill a register the verifier sees as uninitialised.
+#[inline(never)]
+fn note_outbound(sk: u64, family: u16) {
+    let offsets = kernel_offsets();
+    if offsets.skc_dport == 0 {
+        return;
+    }
+    let mut pair = OutboundPair {
+        family,
+        ..OutboundPair::default()
+    };
+    // SAFETY: reads of `sock_common` fields; failures leave zeros.
+    unsafe {
+        pair.dport = u16::from_be(read_kernel::<u16>(sk, offsets.skc_dport).unwrap_or(0));
+        if family == AF_INET6 {
+            pair.saddr = read_kernel::<[u8; 16]>(sk, offsets.skc_v6_rcv_saddr).unwrap_or([0; 16]);
+            pair.daddr = read_kernel::<[u8; 16]>(sk, offsets.skc_v6_daddr).unwrap_or([0; 16]);
+        } else {
+            let saddr = read_kernel::<[u8; 4]>(sk, offsets.skc_rcv_saddr).unwrap_or([0; 4]);
+            let daddr = read_kernel::<[u8; 4]>(sk, offsets.skc_daddr).unwrap_or([0; 4]);
+            pair.saddr[..4].copy_from_slice(&saddr);
+            pair.daddr[..4].copy_from_slice(&daddr);
+        }
+    }
+    match OUTBOUND_PAIRS.get_ptr_mut(&pair) {
+        // SAFETY: map value pointer; one call at a time (see scan_sock).
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            // Full: the daemon counts the pairs it sees against the size.
+            let _ = OUTBOUND_PAIRS.insert(&pair, &1, 0);
+        }
+    }
 }
 
 #[unsafe(no_mangle)]
