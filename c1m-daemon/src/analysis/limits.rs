@@ -264,6 +264,9 @@ fn verdict(limits: &[Limit], kernel_unknown: &[&'static str]) -> String {
     } else {
         String::new()
     };
+    // One sentence: a reader's explanation may go on (after a `;`) about
+    // what else the server counts; the limit's entry keeps all of it.
+    let explanation = first.explanation.split("; ").next().unwrap_or_default();
     let evidence = first
         .evidence
         .first()
@@ -271,20 +274,18 @@ fn verdict(limits: &[Limit], kernel_unknown: &[&'static str]) -> String {
         .unwrap_or_default();
     match first.max_connections {
         Some(n) if !first.exceeded => format!(
-            "Ceiling: {} connections, set by {} ({}{whence}).{next}{lower_bound}",
+            "Ceiling: {} connections, set by {} ({explanation}{whence}).{next}{lower_bound}",
             human_count(n),
             first.name,
-            first.explanation
         ),
         Some(n) => format!(
-            "Ceiling: being hit now at {} connections: {} ({}{whence}).{evidence}{next}{lower_bound}",
+            "Ceiling: being hit now at {} connections: {} ({explanation}{whence}).{evidence}{next}{lower_bound}",
             human_count(n),
             first.name,
-            first.explanation
         ),
         None => format!(
-            "Ceiling: being hit now: {} ({}{whence}).{evidence}{next}{lower_bound}",
-            first.name, first.explanation
+            "Ceiling: being hit now: {} ({explanation}{whence}).{evidence}{next}{lower_bound}",
+            first.name
         ),
     }
 }
@@ -978,6 +979,29 @@ mod tests {
         // And it clears with the window.
         i.evidence = holding(12_000, 0, 0);
         assert!(!analyze(&i).binding.unwrap().exceeded);
+    }
+
+    #[test]
+    fn a_server_reclaiming_idle_connections_below_its_cap_is_at_it() {
+        // nginx, 2 x 298 slots: it held 540 and closed idle ones unread.
+        let mut i = base();
+        i.connections = 540;
+        i.app_limits = vec![app("nginx.worker_connections", 596)];
+        i.evidence = holding(540, 0, 0);
+        i.evidence.closed_unread = 495;
+        let c = analyze(&i);
+        let b = c.binding.unwrap();
+        assert_eq!(b.name, "nginx.worker_connections");
+        assert!(b.exceeded, "{b:?}");
+        assert!(b.evidence.iter().any(|e| e.contains("not read from")));
+        // A kernel limit gets no such slack.
+        i.app_limits.clear();
+        i.processes[0].connection_fds = Some(560);
+        i.processes[0].nofile_soft = 610;
+        i.processes[0].open_fds = 570;
+        i.evidence.refused = 5;
+        let c = analyze(&i);
+        assert!(!find(&c, "nofile").exceeded);
     }
 
     #[test]
