@@ -41,6 +41,9 @@ const TEST_PACKAGES: &[&str] = &[
     "memcached",
     "postgresql",
     "python3",
+    // prometheus + promtool: tests/prometheus_deploy.rs checks deploy/prometheus/
+    // and scrapes a real daemon with the deployed config.
+    "prometheus",
 ];
 const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const BPF_LINKER_VERSION: &str = "0.13.0";
