@@ -8,11 +8,13 @@ mod api;
 mod cli;
 mod commands;
 mod ebpf;
+mod exit;
+mod human;
+mod loadgen;
 mod model;
-mod sampling;
+mod monitor;
+mod runtime;
 mod system;
-mod target;
-mod tools;
 
 pub mod parsers;
 
@@ -32,7 +34,7 @@ pub fn main() -> ExitCode {
         .format_timestamp_secs()
         .init();
     match commands::run(cli.command) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(err) => {
             // `{:#}` puts the whole context chain on one line: what failed,
             // why, and (where the error carries it) what to do.
