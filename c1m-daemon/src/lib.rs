@@ -18,6 +18,10 @@ mod system;
 
 pub mod parsers;
 
+/// The messages between c1m's own processes, for the tests and scripts
+/// that read them.
+pub use loadgen::protocol;
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
