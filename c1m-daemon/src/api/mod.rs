@@ -262,6 +262,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_browser_test_and_its_packages_are_not_served() {
+        let (_publish, latest) = watch::channel(Snapshot::default());
+        for path in [
+            "/assets/tests/dashboard.test.mjs",
+            "/assets/tests/package.json",
+            "/assets/tests/node_modules/playwright-core/package.json",
+        ] {
+            let (status, _, _) = get_text(router(latest.clone()), path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+    }
+
+    #[tokio::test]
     async fn metrics_are_prometheus_text_with_units_and_no_per_connection_labels() {
         let (publish, latest) = watch::channel(Snapshot::default());
         publish.send_replace(Snapshot {
