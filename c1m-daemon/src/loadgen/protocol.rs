@@ -352,8 +352,10 @@ mod tests {
 
     #[test]
     fn an_unknown_phase_is_an_error_not_a_ramp() {
-        let mut progress = ShardProgress::default();
-        progress.phase = Phase::Hold;
+        let progress = ShardProgress {
+            phase: Phase::Hold,
+            ..ShardProgress::default()
+        };
         let line = to_line(&progress);
         assert_eq!(from_line::<ShardProgress>(&line).unwrap(), progress);
         let bad = line.replace(r#""hold""#, r#""resting""#);

@@ -33,8 +33,6 @@ pub struct Counters {
     pub errors: ErrorCounts,
 }
 
-/// What a worker did, printed as its last line (the supervisor sums them).
-
 impl Counters {
     fn open(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed) - self.closed.load(Ordering::Relaxed)
