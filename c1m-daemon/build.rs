@@ -1,5 +1,6 @@
 //! Builds the kernel programs (`c1m-ebpf`) for the bpf target and leaves the
-//! object in `OUT_DIR/c1m`, which `src/ebpf/loader.rs` embeds.
+//! object in `OUT_DIR/c1m`, which `src/ebpf/mod.rs` embeds
+//! (`C1M_EBPF_OBJECT`).
 //!
 //! Two toolchain routes exist and this script picks the one the machine has:
 //! - rustup nightly with `rust-src` (the usual aya route: `-Z build-std=core`);

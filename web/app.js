@@ -112,14 +112,27 @@ function walkNote(d) {
   return ` (last walk ${s(d.walk_ms)}, ${s(d.walk_age_ms)} ago)`;
 }
 
+// `daemon.children` and `daemon.scans` are {available, how} or
+// {available: false, reason}.
+function describeChildren(c) {
+  if (!c) return "–";
+  return c.available ? `followed (${c.how})` : `not followed: ${c.reason}`;
+}
+
+function describeScans(d) {
+  const s = d.scans;
+  if (!s) return "–";
+  return s.available ? s.how + walkNote(d) : `unavailable: ${s.reason}`;
+}
+
 function renderHealth(r) {
   const d = r.daemon || {};
   const drops = Object.entries(r.drops || {});
   const lost = drops.reduce((s, [, n]) => s + n, 0);
   const facts = [
     ["attach mode", d.attach_mode || "–"],
-    ["child processes", d.children ? (d.children.Ok ? "followed (" + d.children.Ok + ")" : "not followed: " + d.children.Err) : "–"],
-    ["socket scans", d.scans ? (d.scans.Ok !== undefined ? "iter/tcp + iter/task_file" + walkNote(d) : "unavailable: " + d.scans.Err) : "–"],
+    ["child processes", describeChildren(d.children)],
+    ["socket scans", describeScans(d)],
     ["lost events", lost === 0 ? "none" : drops.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ")],
     ["samples", d.samples != null ? `${d.samples} every ${d.interval_ms} ms` : "–"],
     ["own memory / CPU", d.rss_bytes != null ? `${fmtBytes(d.rss_bytes)} / ${d.cpu_seconds.toFixed(1)} s` : "–"],

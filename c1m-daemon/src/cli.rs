@@ -1,4 +1,6 @@
-//! Command-line types (clap). No behaviour lives here.
+//! Command-line types (clap), and their conversion into the options the
+//! commands take (`LoadArgs::options`). The value parsers live in
+//! `human.rs`.
 
 use std::time::Duration;
 
@@ -6,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     ebpf::probes::AttachMode,
-    tools::load::{CloseSide, LoadOptions},
+    human::{parse_duration, parse_rate, parse_size},
+    loadgen::{
+        echo::EchoOptions,
+        load::{CloseSide, LoadOptions},
+    },
 };
 
 /// c1m: how many concurrent TCP connections can your server hold on this
@@ -128,9 +134,27 @@ pub struct EchoArgs {
     /// (pair with `load --churn --close server`).
     #[arg(long)]
     pub close_after_echo: bool,
+    /// Print JSON lines (the `listening` event at start, `stats` at exit)
+    /// instead of the banner, for scripts (see `loadgen/protocol.rs`).
+    #[arg(long)]
+    pub json: bool,
     /// Internal: serve as a worker on this inherited listening fd.
     #[arg(long, hide = true)]
     pub worker_fd: Option<i32>,
+}
+
+impl EchoArgs {
+    pub fn options(&self) -> EchoOptions {
+        EchoOptions {
+            listen: self.listen,
+            workers: self.workers,
+            connections: self.connections,
+            state_bytes: self.state_bytes as usize,
+            worker_fd: self.worker_fd,
+            close_after_echo: self.close_after_echo,
+            json: self.json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -201,7 +225,7 @@ pub struct LoadArgs {
 pub struct SourceIps(pub Vec<std::net::IpAddr>);
 
 fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
-    crate::tools::load::source_ips::parse_source_ips(text)
+    crate::loadgen::load::source_ips::parse_source_ips(text)
         .map(SourceIps)
         .map_err(|e| e.to_string())
 }
@@ -230,24 +254,6 @@ impl LoadArgs {
             json: self.json,
         })
     }
-}
-
-/// `20000/s`, `20000`, `1200/m`.
-pub fn parse_rate(text: &str) -> Result<u64, String> {
-    let (number, per) = text.split_once('/').unwrap_or((text, "s"));
-    let number: u64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?}: write a rate such as 20000/s"))?;
-    let per_second = match per.trim() {
-        "s" | "sec" => number,
-        "m" | "min" => number.div_ceil(60),
-        _ => return Err(format!("{text:?}: write a rate such as 20000/s or 1200/m")),
-    };
-    if per_second == 0 {
-        return Err("a rate must be at least 1/s".into());
-    }
-    Ok(per_second)
 }
 
 #[derive(Debug, Args)]
@@ -291,71 +297,9 @@ pub struct RunArgs {
     pub token: Option<String>,
 }
 
-/// Sizes such as `16KiB`, `1MB`, `4096`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    text.parse::<bytesize::ByteSize>()
-        .map(|size| size.as_u64())
-        .map_err(|err| format!("{err}; write a size such as 4096, 16KiB or 1MiB"))
-}
-
-/// Human durations (`30s`, `1m30s`, `250ms`), refusing zero.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    // humantime 2.x panics (found by fuzzing) when the seconds add up to
-    // u64::MAX and the sub-second part carries over; no real duration
-    // needs a number of more than 9 digits or more than 32 characters.
-    let longest_number = text
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    if longest_number > 9 || text.len() > 32 {
-        return Err(format!(
-            "{:?}: too long; write a duration such as 500ms, 30s or 5m",
-            text.chars().take(40).collect::<String>()
-        ));
-    }
-    let duration = humantime::parse_duration(text)
-        .map_err(|err| format!("{err}; write a duration such as 500ms, 30s or 5m"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_accept_human_units() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        // Found by fuzzing: humantime panicked on this one.
-        assert!(parse_duration("18446744073709551615s1000ms").is_err());
-    }
-
-    #[test]
-    fn durations_refuse_nonsense_and_zero() {
-        assert!(parse_duration("soon").unwrap_err().contains("such as"));
-        assert!(parse_duration("0s").is_err());
-    }
-
-    #[test]
-    fn sizes_accept_units() {
-        assert_eq!(parse_size("16KiB"), Ok(16384));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("lots").unwrap_err().contains("such as"));
-    }
-
-    #[test]
-    fn rates_accept_units() {
-        assert_eq!(parse_rate("20000/s"), Ok(20000));
-        assert_eq!(parse_rate("500"), Ok(500));
-        assert_eq!(parse_rate("120/m"), Ok(2));
-        assert!(parse_rate("fast").unwrap_err().contains("such as"));
-        assert!(parse_rate("0/s").is_err());
-    }
 
     #[test]
     fn cli_is_consistent() {

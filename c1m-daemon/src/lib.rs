@@ -8,13 +8,19 @@ mod api;
 mod cli;
 mod commands;
 mod ebpf;
+mod exit;
+mod human;
+mod loadgen;
 mod model;
-mod sampling;
+mod monitor;
+mod runtime;
 mod system;
-mod target;
-mod tools;
 
 pub mod parsers;
+
+/// The messages between c1m's own processes, for the tests and scripts
+/// that read them.
+pub use loadgen::protocol;
 
 use std::process::ExitCode;
 
@@ -32,7 +38,7 @@ pub fn main() -> ExitCode {
         .format_timestamp_secs()
         .init();
     match commands::run(cli.command) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(err) => {
             // `{:#}` puts the whole context chain on one line: what failed,
             // why, and (where the error carries it) what to do.

@@ -8,7 +8,8 @@
 //! `FromRead` implementations otherwise (status, statm, loadavg, net/tcp).
 
 pub use crate::{
-    cli::{parse_duration, parse_rate, parse_size},
+    human::{parse_duration, parse_rate, parse_size},
+    loadgen::load::source_ips::parse_source_ips,
     system::{
         cgroup::{parse_cgroup_dirs, parse_limit},
         meminfo::parse_meminfo,
@@ -20,7 +21,6 @@ pub use crate::{
         sockstat::parse_sockstat,
         sysctl::parse_numbers,
     },
-    tools::load::source_ips::parse_source_ips,
 };
 
 /// Run every kernel-text parser on `text` (what the `kernel_text` fuzz

@@ -142,7 +142,7 @@ fn a_target_that_exits_while_watched_ends_the_run_with_one_clear_line() {
 /// attached to the shell: the server's connections count only when child
 /// processes are followed.
 fn run_with_late_child(extra: &[&str]) -> u64 {
-    let script = format!("sleep 1.5; {DAEMON} echo --listen 127.0.0.1:0; true");
+    let script = format!("sleep 1.5; {DAEMON} echo --json --listen 127.0.0.1:0; true");
     let mut shell = std::process::Command::new("sh")
         .args(["-c", &script])
         .stdout(Stdio::piped())
@@ -152,11 +152,11 @@ fn run_with_late_child(extra: &[&str]) -> u64 {
     let shell = ChildGuard { child: shell };
     let (daemon, lines) = spawn_run(shell.pid(), extra);
     let line = shell_out.wait_for(Duration::from_secs(10), "the child echo", |l| {
-        l.contains("listening on")
+        l.contains(r#""event":"listening""#)
     });
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let addr: SocketAddr = words[4].parse().unwrap();
-    let _echo = PidGuard(words[6].trim_end_matches(')').parse().unwrap());
+    let ready = echo_ready(&line);
+    let addr: SocketAddr = ready.addr;
+    let _echo = PidGuard(ready.pid);
     let held = connect_and_echo(addr, 30);
     std::thread::sleep(Duration::from_millis(600));
     daemon.interrupt();

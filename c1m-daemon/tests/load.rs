@@ -37,12 +37,7 @@ fn load(args: &[&str]) -> (Option<i32>, Value) {
 fn thirty_thousand_connections_shard_both_sides_and_all_echo() {
     // Past 20000 fds per process (RLIMIT_NOFILE here) on both sides.
     let (_echo, line) = spawn_echo_in(&[], &["--connections", "30000"]);
-    assert!(line.contains("workers"), "{line}");
-    let workers: u64 = line
-        .split_whitespace()
-        .nth(8)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
+    let workers = echo_ready(&line).workers;
     assert!(workers >= 2, "{line}");
     let (code, done) = load(&[
         "--target",

@@ -51,8 +51,11 @@ function connect(port) {
 }
 
 async function main() {
-  const echo = await startUntil(["echo", "--listen", "127.0.0.1:0", "--workers", "1"], /listening on/, "echo");
-  const port = Number(echo.line.split(/\s+/)[4].split(":")[1]);
+  // The echo server's first line is the protocol's `listening` event
+  // (c1m-daemon/src/loadgen/protocol.rs).
+  const echo = await startUntil(["echo", "--json", "--listen", "127.0.0.1:0", "--workers", "1"],
+    /"event":"listening"/, "echo");
+  const port = Number(JSON.parse(echo.line).addr.split(":").pop());
   const run = await startUntil(
     ["run", "--json", "--listen", "127.0.0.1:0", "--interval", "500ms", "--pid", String(echo.child.pid)],
     /"event":"attached"/, "run");

@@ -6,9 +6,12 @@
 //!   with `c1m-daemon run` watching it, and without again; the overhead is
 //!   the drop in churn rate.
 //! - `scale [--connections N]`: N connections held by the echo server while
-//!   `run` watches it: the time one sample takes (socket and fd scans), and
-//!   the daemon's memory per tracked socket (its RSS and the kernel map).
+//!   `run` watches it: the time one walk of every socket and fd takes (the
+//!   API's `daemon.walk_ms`), and the daemon's memory per tracked socket
+//!   (its RSS and the kernel map).
 //! - `ramp [--connections N]`: `selftest` to N: ramp rate and verdict.
+//! - `soak [--connections N] [--minutes M]`: N connections held for M
+//!   minutes with `run` sampling every second: late samples and losses.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -18,6 +21,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+
+use crate::protocol::{EchoEvent, LoadEvent, LoadOutcome, from_line};
 
 pub struct Guard(Child);
 
@@ -38,6 +43,7 @@ fn echo(root: &Path, connections: u64) -> anyhow::Result<(Guard, String, u32)> {
     let mut child = Command::new(daemon(root))
         .args([
             "echo",
+            "--json",
             "--listen",
             "127.0.0.1:0",
             "--connections",
@@ -49,9 +55,10 @@ fn echo(root: &Path, connections: u64) -> anyhow::Result<(Guard, String, u32)> {
         .context("starting the echo server")?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let addr = words.get(4).context("echo printed no address")?.to_string();
-    let pid = child.id();
+    let EchoEvent::Listening(ready) = from_line(&line)? else {
+        bail!("echo printed {line:?} first");
+    };
+    let (addr, pid) = (ready.addr.to_string(), ready.pid);
     Ok((Guard(child), addr, pid))
 }
 
@@ -82,7 +89,7 @@ fn watch(root: &Path, pid: u32, extra: &[&str]) -> anyhow::Result<(Guard, String
     Ok((Guard(child), api))
 }
 
-fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<LoadOutcome> {
     let output = Command::new(daemon(root))
         .args(["load", "--json"])
         .args(args)
@@ -91,8 +98,10 @@ fn load_json(root: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
         .context("running c1m-daemon load")?;
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "done")
+        .find_map(|l| match from_line(l) {
+            Ok(LoadEvent::Done(outcome)) => Some(outcome),
+            _ => None,
+        })
         .context("load printed no result")
 }
 
@@ -123,8 +132,8 @@ fn churn_measured(root: &Path, addr: &str, seconds: u64) -> anyhow::Result<(f64,
         root,
         &[&churn_args(addr)[..], &["--duration", &duration]].concat(),
     )?;
-    let closed = done["totals"]["closed_total"].as_u64().unwrap_or(0);
-    let elapsed = done["elapsed_seconds"].as_f64().unwrap_or(seconds as f64);
+    let closed = done.totals.counts.closed_total;
+    let elapsed = done.elapsed_seconds;
     Ok((closed as f64 / elapsed, closed))
 }
 
@@ -233,32 +242,18 @@ pub fn scale(root: &Path, connections: u64) -> anyhow::Result<()> {
         .as_u64()
         .unwrap_or(0)
         .max(1);
-    // One sample, timed by a separate `report` run (attach excluded).
-    let output = Command::new(daemon(root))
-        .args(["report", "--duration", "1s", "--pid", &pid.to_string()])
-        .env("RUST_LOG", "c1m_daemon=debug")
-        .output()?;
-    let timings: Vec<String> = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.contains("socket scan"))
-        .map(|l| {
-            l.split("DEBUG c1m_daemon::sampling] ")
-                .last()
-                .unwrap_or(l)
-                .to_owned()
-        })
-        .collect();
+    // The walk of every socket and fd, as the daemon timed it (the API's
+    // `daemon.walk_ms`), from a report taken with all of them open.
+    let report = http_get_json(&api)?;
+    let walk_ms = report["daemon"]["walk_ms"].as_u64();
     println!(
         "connections held: {} (tracked by run since attach: {tracked})",
         report["connections"]["current"]
     );
-    println!(
-        "one sample: {}",
-        timings
-            .last()
-            .cloned()
-            .unwrap_or_else(|| "not measured".into())
-    );
+    match walk_ms {
+        Some(ms) => println!("one walk of every socket and fd: {ms} ms"),
+        None => println!("one walk of every socket and fd: not measured (no BPF iterators)"),
+    }
     println!(
         "daemon RSS: {} -> {} bytes: {:.1} bytes per tracked socket",
         rss0,

@@ -3,15 +3,22 @@
 //!
 //! - `cargo xtask run -- --pid <PID>`: build and run `c1m-daemon run`.
 //! - `cargo xtask test`: every test, kernel tests included (they may not
-//!   skip), and the dashboard's browser test.
+//!   skip), the dashboard's browser test, and a short fuzz of the parsers.
 //! - `cargo xtask selftest [-- args]`: the echo-server ramp (release build).
 //! - `cargo xtask setup`: only the set-up (apt packages, bpf-linker, the
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]`: fuzz the parsers.
+//! - `cargo xtask bench <overhead|scale|ramp|soak>`: benchmarks that print
+//!   numbers (`bench.rs`).
 
 mod bench;
 mod fuzz;
+/// The messages between c1m's processes: the daemon's own file, compiled
+/// here too, so the bench reads exactly what the daemon writes.
+#[path = "../../c1m-daemon/src/loadgen/protocol.rs"]
+#[allow(dead_code, reason = "the bench reads a few of the messages")]
+mod protocol;
 mod setup;
 
 use std::process::{Command, ExitCode};

@@ -3,161 +3,16 @@
 //! allowed count (or a limit being hit right now) binds, whatever its kind:
 //! a server's own cap (application), a per-process limit, or the kernel's.
 
-use serde::Serialize;
-
+use super::inputs::{
+    Capacity, CeilingInputs, CgroupMemory, ProcessLimits, ThreadBound, Threads, UnreadableApp,
+};
 use crate::{
-    model::{evidence::WindowEvidence, sock_scan::PairUse},
+    human::human_count,
+    model::ceiling::{Binding, Ceiling, Limit, LimitKind},
     system::apps::AppLimit,
 };
 
 pub const PAGE_BYTES: f64 = 4096.0;
-
-/// Who sets a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitKind {
-    /// The server caps itself (its configuration, or observed).
-    Application,
-    /// A limit of the target's processes (rlimits, process counts).
-    Process,
-    /// The kernel's (sysctls, memory, cgroups).
-    Kernel,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Limit {
-    pub kind: LimitKind,
-    pub name: &'static str,
-    /// Where the value is set: a config file and line, a command-line flag,
-    /// a sysctl, an rlimit, a cgroup file.
-    pub source: String,
-    pub value: Option<f64>,
-    pub used: Option<f64>,
-    pub per_connection: Option<f64>,
-    /// Connections the target could hold under this limit alone; `None`
-    /// when it does not bound the count (a rate limit, or not in play).
-    pub max_connections: Option<u64>,
-    /// Being hit right now by this target: its own signs moved within the
-    /// evidence window (refusals, its listeners' drops, its failed accepts).
-    pub exceeded: bool,
-    /// What c1m observed of it, in words; empty when nothing.
-    pub evidence: Vec<String>,
-    pub explanation: String,
-    pub remedy: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Binding {
-    pub kind: LimitKind,
-    pub name: &'static str,
-    pub source: String,
-    pub max_connections: Option<u64>,
-    pub exceeded: bool,
-    pub evidence: Vec<String>,
-    pub explanation: String,
-    pub remedy: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Ceiling {
-    pub binding: Option<Binding>,
-    /// Tightest first: limits being hit, then by connections allowed.
-    pub limits: Vec<Limit>,
-    /// One sentence: the binding limit and the next one.
-    pub verdict: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ProcessLimits {
-    pub pid: u32,
-    pub nofile_soft: u64,
-    pub nofile_hard: u64,
-    pub open_fds: u64,
-    /// TCP connections it holds an fd for (from the fd walk), when known:
-    /// its other fds are what the connections cannot use.
-    pub connection_fds: Option<u64>,
-}
-
-/// The target's dialled connections and the ports they draw on.
-#[derive(Debug, Clone, Default)]
-pub struct Outbound {
-    /// net.ipv4.ip_local_port_range: ports per (source, destination).
-    pub ports_per_pair: u64,
-    /// Open connections per pair, from the socket walk.
-    pub pairs: Vec<PairUse>,
-}
-
-/// A known server whose own limit could not be read.
-#[derive(Debug, Clone)]
-pub struct UnreadableApp {
-    pub server: &'static str,
-    pub why: String,
-}
-
-/// A bound on threads: (source, limit, in use).
-pub type ThreadBound = (String, u64, u64);
-
-#[derive(Debug, Clone, Default)]
-pub struct CeilingInputs {
-    pub connections: u64,
-    /// Kernel objects + buffers per connection, and userspace bytes.
-    pub kernel_bytes: Option<f64>,
-    /// Kernel objects whose size is unknown (left out of `kernel_bytes`,
-    /// which is then a lower bound).
-    pub kernel_unknown: Vec<&'static str>,
-    pub user_bytes: Option<f64>,
-    /// `marginal` (the regression slope, when its fit is good) or
-    /// `average` (memory / connections).
-    pub user_bytes_basis: &'static str,
-    pub buffer_bytes: Option<f64>,
-    pub fds_per_connection: f64,
-    /// Files the box spends per connection (1 for the target's side; 2
-    /// when both ends are on this box, as in `selftest`).
-    pub files_per_connection: f64,
-    pub processes: Vec<ProcessLimits>,
-    pub nr_open: Option<u64>,
-    /// fs.file-nr: allocated, and fs.file-max.
-    pub files_allocated: Option<u64>,
-    pub file_max: Option<u64>,
-    /// The kernel does not apply fs.file-max to processes with
-    /// CAP_SYS_ADMIN: true when every target process has it.
-    pub file_max_exempt: bool,
-    pub mem_available: Option<u64>,
-    pub mem_reclaimable_slab: Option<u64>,
-    /// (source file, limit bytes, usage bytes) of the target's cgroup.
-    pub cgroup_memory: Option<(String, u64, u64)>,
-    pub tcp_mem_pages: Option<[u64; 3]>,
-    pub tcp_mem_used_pages: Option<u64>,
-    /// Connections the target dialled, by (source, destination), when it
-    /// dials out at all.
-    pub outbound: Option<Outbound>,
-    pub tw_max_buckets: Option<u64>,
-    pub tw_steady_state: f64,
-    pub tw_current: u64,
-    /// TIME_WAIT entries caused by the target (its active closes).
-    pub tw_entered: u64,
-    /// `TCPTimeWaitOverflow` movement: namespace-wide, so it counts against
-    /// the target only when the target itself is entering TIME_WAIT.
-    pub tw_overflows: u64,
-    /// (nf_conntrack_max, nf_conntrack_count) when conntrack is tracking.
-    pub conntrack: Option<(u64, u64)>,
-    pub somaxconn: Option<u64>,
-    /// `ListenOverflows`/`ListenDrops` movement of the whole network
-    /// namespace since attach: context only (any process moves it).
-    pub namespace_listen_overflows: u64,
-    /// The target's own signs over the evidence window.
-    pub evidence: WindowEvidence,
-    /// The caps the target's server puts on itself, read from its
-    /// configuration.
-    pub app_limits: Vec<AppLimit>,
-    pub app_unreadable: Vec<UnreadableApp>,
-    /// (tcp_max_orphans, orphans now).
-    pub orphans: Option<(u64, u64)>,
-    /// Target threads per connection, and each bound on threads:
-    /// (source, limit, in use) for threads-max, pid_max, RLIMIT_NPROC,
-    /// the cgroup's pids.max.
-    pub threads: Option<(f64, Vec<ThreadBound>)>,
-}
 
 /// A process that only supervises (few fds) accepts nothing: its fd
 /// headroom is not connection headroom.
@@ -288,22 +143,6 @@ fn verdict(limits: &[Limit], kernel_unknown: &[&'static str]) -> String {
             first.name
         ),
     }
-}
-
-/// 19990 -> "19,990"; 1234567 -> "1.2M".
-pub fn human_count(n: u64) -> String {
-    if n >= 1_000_000 {
-        return format!("{:.1}M", n as f64 / 1e6);
-    }
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (index, c) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Connections a headroom allows at `per` each, plus those open now.
@@ -536,7 +375,11 @@ fn memory(i: &CeilingInputs) -> Limit {
 }
 
 fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
-    let (source, max, usage) = i.cgroup_memory.clone()?;
+    let CgroupMemory {
+        source,
+        limit_bytes: max,
+        usage_bytes: usage,
+    } = i.cgroup_memory.clone()?;
     let mut l = limit(LimitKind::Kernel, "cgroup_memory", source.clone());
     let per = i.kernel_bytes.unwrap_or(0.0) + i.user_bytes.unwrap_or(0.0);
     l.value = Some(max as f64);
@@ -702,7 +545,7 @@ fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
 }
 
 fn conntrack(i: &CeilingInputs) -> Option<Limit> {
-    let (max, count) = i.conntrack?;
+    let Capacity { max, used: count } = i.conntrack?;
     let mut l = limit(
         LimitKind::Kernel,
         "conntrack",
@@ -721,7 +564,7 @@ fn conntrack(i: &CeilingInputs) -> Option<Limit> {
 }
 
 fn orphans(i: &CeilingInputs) -> Option<Limit> {
-    let (max, now) = i.orphans?;
+    let Capacity { max, used: now } = i.orphans?;
     let mut l = limit(
         LimitKind::Kernel,
         "orphans",
@@ -736,11 +579,18 @@ fn orphans(i: &CeilingInputs) -> Option<Limit> {
 }
 
 fn threads(i: &CeilingInputs) -> Option<Limit> {
-    let (per, bounds) = i.threads.clone()?;
+    let Threads {
+        per_connection: per,
+        bounds,
+    } = i.threads.clone()?;
     // The bound with the least room left.
-    let (source, max, used) = bounds
+    let ThreadBound {
+        source,
+        limit: max,
+        in_use: used,
+    } = bounds
         .into_iter()
-        .min_by_key(|(_, max, used)| max.saturating_sub(*used))?;
+        .min_by_key(|b| b.limit.saturating_sub(b.in_use))?;
     let mut l = limit(LimitKind::Process, "threads", source.clone());
     l.value = Some(max as f64);
     l.used = Some(used as f64);
@@ -762,7 +612,13 @@ fn threads(i: &CeilingInputs) -> Option<Limit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::evidence::ListenerQueue;
+    use crate::{
+        analysis::inputs::Outbound,
+        model::{
+            evidence::{ListenerQueue, WindowEvidence},
+            sock_scan::PairUse,
+        },
+    };
 
     fn base() -> CeilingInputs {
         CeilingInputs {
@@ -794,6 +650,14 @@ mod tests {
 
     fn find<'a>(c: &'a Ceiling, name: &str) -> &'a Limit {
         c.limits.iter().find(|l| l.name == name).unwrap()
+    }
+
+    fn bound(source: &str, limit: u64, in_use: u64) -> ThreadBound {
+        ThreadBound {
+            source: source.to_owned(),
+            limit,
+            in_use,
+        }
     }
 
     #[test]
@@ -1048,7 +912,10 @@ mod tests {
                 connection_fds: Some(u64::from(n > 0)),
             })
             .collect();
-        i.threads = Some((1.0, vec![("RLIMIT_NPROC".to_owned(), 200, 80)]));
+        i.threads = Some(Threads {
+            per_connection: 1.0,
+            bounds: vec![bound("RLIMIT_NPROC", 200, 80)],
+        });
         let c = analyze(&i);
         let nofile = find(&c, "nofile");
         assert_eq!(nofile.max_connections, None);
@@ -1148,12 +1015,18 @@ mod tests {
     fn threads_bound_only_thread_per_connection_servers() {
         let mut i = base();
         let bounds = vec![
-            ("kernel.threads-max".to_owned(), 100_000, 200),
-            ("pids.max".to_owned(), 1000, 200),
+            bound("kernel.threads-max", 100_000, 200),
+            bound("pids.max", 1000, 200),
         ];
-        i.threads = Some((0.0, bounds.clone()));
+        i.threads = Some(Threads {
+            per_connection: 0.0,
+            bounds: bounds.clone(),
+        });
         assert_eq!(find(&analyze(&i), "threads").max_connections, None);
-        i.threads = Some((1.0, bounds));
+        i.threads = Some(Threads {
+            per_connection: 1.0,
+            bounds,
+        });
         let l = find(&analyze(&i), "threads").clone();
         assert_eq!(l.max_connections, Some(1800));
         assert_eq!(l.source, "pids.max", "the tightest bound is named");
@@ -1169,8 +1042,15 @@ mod tests {
                 .all(|l| l.name != "conntrack" && l.name != "cgroup_memory")
         );
         let mut i = base();
-        i.conntrack = Some((5000, 1000));
-        i.cgroup_memory = Some(("memory.max".into(), 10_000_000, 5_000_000));
+        i.conntrack = Some(Capacity {
+            max: 5000,
+            used: 1000,
+        });
+        i.cgroup_memory = Some(CgroupMemory {
+            source: "memory.max".into(),
+            limit_bytes: 10_000_000,
+            usage_bytes: 5_000_000,
+        });
         let c = analyze(&i);
         assert_eq!(find(&c, "conntrack").max_connections, Some(5000));
         assert_eq!(find(&c, "cgroup_memory").max_connections, Some(2000));
@@ -1195,8 +1075,5 @@ mod tests {
         let c = analyze(&base());
         let counts: Vec<u64> = c.limits.iter().filter_map(|l| l.max_connections).collect();
         assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
-        assert_eq!(human_count(19990), "19,990");
-        assert_eq!(human_count(1_234_567), "1.2M");
-        assert_eq!(human_count(999), "999");
     }
 }

@@ -1,10 +1,12 @@
 //! Where the ceiling comes from: every limit that bounds the target's
 //! connection count, the connections each allows at the measured cost per
 //! connection, and the one that binds first. `limits` is pure arithmetic
-//! over [`CeilingInputs`]; `gather` reads those inputs from the system.
+//! over [`CeilingInputs`]; `monitor::gather` reads those inputs from the
+//! system.
 
-pub mod gather;
+pub mod inputs;
 pub mod limits;
 mod pressure;
 
-pub use limits::{Ceiling, CeilingInputs, analyze};
+pub use inputs::CeilingInputs;
+pub use limits::analyze;

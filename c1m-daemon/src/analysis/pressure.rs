@@ -8,7 +8,8 @@
 //! matches, the server caps itself in a way c1m cannot read (its own code,
 //! a setting of a server c1m does not know): that is a limit too, observed.
 
-use super::limits::{CeilingInputs, Limit, LimitKind};
+use super::inputs::CeilingInputs;
+use crate::model::ceiling::{Limit, LimitKind};
 use crate::model::evidence::WindowEvidence;
 
 /// How close a limit's allowance must be to the count held for the limit

@@ -8,8 +8,12 @@ use axum::{
 };
 use rust_embed::RustEmbed;
 
+/// Only the page's own files: not the browser test (`web/tests/`) nor the
+/// packages `npm ci` puts beside it (rust-embed ignores `.gitignore`).
 #[derive(RustEmbed)]
 #[folder = "../web/"]
+#[exclude = "tests/*"]
+#[exclude = "*/node_modules/*"]
 struct Web;
 
 pub async fn index() -> Response {

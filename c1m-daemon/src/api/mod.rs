@@ -15,38 +15,12 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::model::report::Report;
+use crate::{model::report::Report, monitor::DaemonInfo};
 
 pub mod access;
 mod assets;
 mod events;
 mod metrics;
-
-/// What c1m itself is doing, shown next to the report so a reader knows
-/// how far to trust it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DaemonInfo {
-    pub version: &'static str,
-    /// How TCP state changes are observed (e.g. `tp_btf/inet_sock_set_state`).
-    pub attach_mode: String,
-    /// How child processes are followed, or why not.
-    pub children: Result<String, String>,
-    /// Socket/fd scans through BPF iterators, or why they are unavailable.
-    pub scans: Result<(), String>,
-    /// How the target's failed accepts (EMFILE, ENFILE, ENOMEM) are seen,
-    /// or why they are not (one kind of evidence less).
-    pub accept_errors: Result<String, String>,
-    pub interval_ms: u64,
-    pub samples: u64,
-    /// How long the last socket and fd walk took, and how long ago it
-    /// started (walks repeat at most a fifth of the time, so at a million
-    /// sockets the counts are a few seconds old).
-    pub walk_ms: Option<u64>,
-    pub walk_age_ms: Option<u64>,
-    /// The daemon's own resident memory and CPU time.
-    pub rss_bytes: u64,
-    pub cpu_seconds: f64,
-}
 
 /// The latest published state.
 #[derive(Debug, Clone, Default)]
@@ -162,10 +136,7 @@ pub fn serve_in_background(
     std::thread::Builder::new()
         .name("api".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match crate::runtime::current_thread() {
                 Ok(runtime) => runtime,
                 Err(err) => return log::error!("API server cannot start: {err}"),
             };
@@ -288,6 +259,19 @@ mod tests {
         }
         let (status, _, _) = get_text(router(latest), "/assets/nope.js").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_browser_test_and_its_packages_are_not_served() {
+        let (_publish, latest) = watch::channel(Snapshot::default());
+        for path in [
+            "/assets/tests/dashboard.test.mjs",
+            "/assets/tests/package.json",
+            "/assets/tests/node_modules/playwright-core/package.json",
+        ] {
+            let (status, _, _) = get_text(router(latest.clone()), path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
     }
 
     #[tokio::test]

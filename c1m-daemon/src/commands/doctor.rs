@@ -1,7 +1,7 @@
 //! `c1m-daemon doctor`: what this kernel and this process allow, and
 //! whether c1m can run here at all.
 
-use std::{collections::BTreeMap, path::Path, process::ExitCode};
+use std::{collections::BTreeMap, path::Path};
 
 use serde::Serialize;
 
@@ -11,6 +11,7 @@ use crate::{
         VMLINUX_BTF,
         features::{FeatureCheck, check_program_types},
     },
+    exit::Exit,
     system::{
         limits::{Reading, SystemLimits, read_system_limits},
         privileges::Privileges,
@@ -34,7 +35,7 @@ struct DoctorReport {
     problems: Vec<String>,
 }
 
-pub fn doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+pub fn doctor(args: &DoctorArgs) -> anyhow::Result<Exit> {
     let privileges = Privileges::of_this_process();
     let program_types: BTreeMap<_, _> = check_program_types()
         .into_iter()
@@ -75,9 +76,9 @@ pub fn doctor(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         print_table(&report);
     }
     Ok(if report.can_run {
-        ExitCode::SUCCESS
+        Exit::Ok
     } else {
-        ExitCode::FAILURE
+        Exit::Failure
     })
 }
 

@@ -1,17 +1,14 @@
 //! `c1m-daemon report --pid <PID>`: sample the target for a while, then
 //! print one report of its connections and what each one costs.
 
-use std::process::ExitCode;
-
 use bytesize::ByteSize;
 
-use super::EXIT_TARGET_GONE;
 use crate::{
-    analysis::limits::human_count, cli::ReportArgs, model::report::Report, sampling::Sampler,
+    cli::ReportArgs, exit::Exit, human::human_count, model::report::Report, monitor::Sampler,
     system::process::TargetProcess,
 };
 
-pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn report(args: &ReportArgs) -> anyhow::Result<Exit> {
     let named = TargetProcess::resolve_all(&args.pids)?;
     let mut sampler = Sampler::start(named, !args.no_children, None)?;
     eprintln!(
@@ -44,9 +41,9 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             sampler.targets.describe_named(),
             sampler.elapsed()
         );
-        return Ok(ExitCode::from(EXIT_TARGET_GONE));
+        return Ok(Exit::TargetGone);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 fn print_summary(r: &Report, target: String) {

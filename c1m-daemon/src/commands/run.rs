@@ -2,35 +2,29 @@
 //! a line per interval and serve the latest report over HTTP, until Ctrl-C,
 //! `--duration`, or the target's exit.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use anyhow::Context as _;
 use serde_json::json;
-use tokio::{
-    io::unix::AsyncFd,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::io::unix::AsyncFd;
 
-use super::EXIT_TARGET_GONE;
 use crate::{
     api::{self, Snapshot},
     cli::RunArgs,
     ebpf::probes::KernelLogger,
+    exit::Exit,
     model::{report::Report, transitions::TransitionCounts},
-    sampling::Sampler,
+    monitor::Sampler,
+    runtime::Shutdown,
     system::process::TargetProcess,
 };
 
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
     let targets = TargetProcess::resolve_all(&args.pids)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime::current_thread()?;
     runtime.block_on(watch(args, targets))
 }
 
-async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<ExitCode> {
+async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit> {
     // Bind first: a busy port fails before anything is attached.
     let listener = api::bind(args.listen).await?;
     let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
@@ -74,8 +68,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
     // million sockets) run less often when slow, so c1m spends at most a
     // fifth of a core on them.
     let mut next_sample = tokio::time::Instant::now() + args.interval;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut shutdown = Shutdown::install()?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut previous = TransitionCounts::default();
     let mut samples_taken = 0u64;
@@ -88,8 +81,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
             _ = tokio::time::sleep_until(next_sample) => {
                 deadline.is_some_and(|at| tokio::time::Instant::now() >= at)
             }
-            _ = sigint.recv() => true,
-            _ = sigterm.recv() => true,
+            _ = shutdown.recv() => true,
             _ = sleep_until(deadline) => true,
         };
         let sample_started = tokio::time::Instant::now();
@@ -106,7 +98,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         });
         previous = totals;
         if stop {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Ok);
         }
         if !sampler.targets.any_alive() {
             eprintln!(
@@ -115,7 +107,7 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
                 sampler.targets.describe_named(),
                 sampler.elapsed()
             );
-            return Ok(ExitCode::from(EXIT_TARGET_GONE));
+            return Ok(Exit::TargetGone);
         }
     }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{
     C1M_EBPF_OBJECT,
-    probes::{describe, program_mut},
+    error::{error_chain, program_mut},
     tracefs,
 };
 
@@ -58,7 +58,7 @@ pub fn check_program_types() -> Vec<FeatureCheck> {
     let mut ebpf = match EbpfLoader::new().load(C1M_EBPF_OBJECT) {
         Ok(ebpf) => ebpf,
         Err(err) => {
-            let reason = describe(err);
+            let reason = error_chain(err);
             return checks
                 .iter()
                 .map(|(key, name, used_for, _)| FeatureCheck {
@@ -87,41 +87,41 @@ pub fn check_program_types() -> Vec<FeatureCheck> {
 }
 
 fn kernel_btf() -> Result<Btf, String> {
-    Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", describe(e)))
+    Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {}", error_chain(e)))
 }
 
 fn check_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {
     let btf = kernel_btf()?;
     let p: &mut BtfTracePoint = program_mut(ebpf, "check_tp_btf")?;
-    p.load("inet_sock_set_state", &btf).map_err(describe)?;
-    let link = p.attach().map_err(describe)?;
-    p.detach(link).map_err(describe)
+    p.load("inet_sock_set_state", &btf).map_err(error_chain)?;
+    let link = p.attach().map_err(error_chain)?;
+    p.detach(link).map_err(error_chain)
 }
 
 fn check_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
     tracefs::ensure_tracefs().map_err(|e| format!("tracefs not mounted and cannot mount: {e}"))?;
     let p: &mut TracePoint = program_mut(ebpf, "check_tracepoint")?;
-    p.load().map_err(describe)?;
+    p.load().map_err(error_chain)?;
     let link = p.attach("sock", "inet_sock_set_state");
     tracefs::unmount_if_ours();
-    p.detach(link.map_err(describe)?).map_err(describe)
+    p.detach(link.map_err(error_chain)?).map_err(error_chain)
 }
 
 fn check_raw_tp(ebpf: &mut Ebpf) -> Result<(), String> {
     let p: &mut RawTracePoint = program_mut(ebpf, "check_raw_tp")?;
-    p.load().map_err(describe)?;
-    let link = p.attach("inet_sock_set_state").map_err(describe)?;
-    p.detach(link).map_err(describe)
+    p.load().map_err(error_chain)?;
+    let link = p.attach("inet_sock_set_state").map_err(error_chain)?;
+    p.detach(link).map_err(error_chain)
 }
 
 /// An iterator is usable when a read of it succeeds, not merely its attach.
 fn check_iter(ebpf: &mut Ebpf, target: &str) -> Result<(), String> {
     let btf = kernel_btf()?;
     let p: &mut Iter = program_mut(ebpf, &format!("check_iter_{target}"))?;
-    p.load(target, &btf).map_err(describe)?;
-    let link_id = p.attach().map_err(describe)?;
-    let link = p.take_link(link_id).map_err(describe)?;
-    let mut file = link.into_file().map_err(describe)?;
+    p.load(target, &btf).map_err(error_chain)?;
+    let link_id = p.attach().map_err(error_chain)?;
+    let link = p.take_link(link_id).map_err(error_chain)?;
+    let mut file = link.into_file().map_err(error_chain)?;
     let mut out = Vec::new();
     file.read_to_end(&mut out)
         .map_err(|e| format!("reading the iterator: {e}"))?;
@@ -130,27 +130,27 @@ fn check_iter(ebpf: &mut Ebpf, target: &str) -> Result<(), String> {
 
 fn check_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
     let p: &mut KProbe = program_mut(ebpf, "check_kprobe")?;
-    p.load().map_err(describe)?;
+    p.load().map_err(error_chain)?;
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
         return Err("kernel built without CONFIG_KPROBES (no kprobe PMU)".into());
     }
-    let link = p.attach("tcp_close", 0).map_err(describe)?;
-    p.detach(link).map_err(describe)
+    let link = p.attach("tcp_close", 0).map_err(error_chain)?;
+    p.detach(link).map_err(error_chain)
 }
 
 fn check_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
     let btf = kernel_btf()?;
     let p: &mut FEntry = program_mut(ebpf, "check_fentry")?;
     p.load("tcp_close", &btf).map_err(|e| {
-        let text = describe(e);
+        let text = error_chain(e);
         if text.contains("Operation not permitted") {
             format!("{text} (this kernel refuses fentry programs even to root)")
         } else {
             text
         }
     })?;
-    let link = p.attach().map_err(describe)?;
-    p.detach(link).map_err(describe)
+    let link = p.attach().map_err(error_chain)?;
+    p.detach(link).map_err(error_chain)
 }
 
 /// Attached to a fresh empty cgroup made for the check, never to a cgroup
@@ -162,11 +162,11 @@ fn check_sock_ops(ebpf: &mut Ebpf) -> Result<(), String> {
     let result = (|| {
         let cgroup = fs::File::open(&dir).map_err(|e| format!("opening {}: {e}", dir.display()))?;
         let p: &mut SockOps = program_mut(ebpf, "check_sock_ops")?;
-        p.load().map_err(describe)?;
+        p.load().map_err(error_chain)?;
         let link = p
             .attach(&cgroup, CgroupAttachMode::Single)
-            .map_err(describe)?;
-        p.detach(link).map_err(describe)
+            .map_err(error_chain)?;
+        p.detach(link).map_err(error_chain)
     })();
     let _ = fs::remove_dir(&dir);
     result

@@ -3,6 +3,7 @@
 //! probing for `doctor`, and readers of the maps.
 
 pub mod btf_offsets;
+pub mod error;
 pub mod features;
 pub mod probes;
 pub mod scans;

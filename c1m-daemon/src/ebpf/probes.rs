@@ -5,9 +5,9 @@
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{BtfTracePoint, ProgramError, TracePoint},
+    programs::{BtfTracePoint, TracePoint},
 };
 use c1m_common::{
     DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS,
@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::{
     C1M_EBPF_OBJECT, btf_offsets,
+    error::{ProbeError, error_chain, map_error, program_mut},
     scans::Scans,
     tracefs,
     walker::{Walk, Walker},
@@ -45,37 +46,6 @@ impl fmt::Display for AttachMode {
             AttachMode::Tracepoint => "tracepoint/sock/inet_sock_set_state",
         })
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error(
-        "c1m-daemon needs root, or the capabilities {missing}, to load eBPF programs; \
-         run it with sudo (or grant them: see `c1m-daemon doctor`)"
-    )]
-    NoPrivilege { missing: String },
-    #[error("cannot load c1m's eBPF programs into this kernel: {0}")]
-    Load(#[source] EbpfError),
-    #[error("c1m's eBPF object has no map {0}: the daemon and probes were built apart")]
-    MissingMap(&'static str),
-    #[error("eBPF map {name}: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
-    },
-    #[error("scan {program} failed: {why}")]
-    Scan { program: &'static str, why: String },
-    #[error(
-        "cannot observe TCP state changes on this kernel: {attempts}. c1m needs kernel \
-         BTF (CONFIG_DEBUG_INFO_BTF) for tp_btf, or tracepoints with tracefs; \
-         `c1m-daemon doctor` shows what this kernel allows"
-    )]
-    NoAttachPoint { attempts: String },
-}
-
-pub fn map_error(name: &'static str) -> impl FnOnce(MapError) -> ProbeError {
-    move |source| ProbeError::Map { name, source }
 }
 
 /// The loaded and attached probes. Dropping it detaches everything: aya
@@ -373,8 +343,8 @@ fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {
     let program: &mut BtfTracePoint = program_mut(ebpf, PROG_SET_STATE_TP_BTF)?;
     program
         .load("inet_sock_set_state", &btf)
-        .map_err(describe)?;
-    program.attach().map_err(describe)?;
+        .map_err(error_chain)?;
+    program.attach().map_err(error_chain)?;
     Ok(())
 }
 
@@ -388,30 +358,7 @@ fn attach_tracepoint(
 ) -> Result<(), String> {
     tracefs::ensure_tracefs().map_err(|e| format!("cannot mount tracefs: {e}"))?;
     let program: &mut TracePoint = program_mut(ebpf, program)?;
-    program.load().map_err(describe)?;
-    program.attach(category, name).map_err(describe)?;
+    program.load().map_err(error_chain)?;
+    program.attach(category, name).map_err(error_chain)?;
     Ok(())
-}
-
-/// A program of the object, as its concrete type.
-pub fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-{
-    let program = ebpf
-        .program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from c1m's eBPF object"))?;
-    program.try_into().map_err(describe)
-}
-
-/// A program error with its causes on one line (aya nests the errno).
-pub fn describe(err: impl std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -20,7 +20,7 @@ use c1m_common::{
     PROG_FD_SCAN, PROG_SOCK_SCAN, SOCK_SCAN_SLOTS, SockScanSlot,
 };
 
-use super::probes::{ProbeError, describe, map_error, program_mut};
+use super::error::{ProbeError, error_chain, map_error, program_mut};
 use crate::model::sock_scan::{PairUse, SockScan};
 
 pub struct Scans {
@@ -51,7 +51,7 @@ impl Scans {
             for (program, target) in [(PROG_SOCK_SCAN, "tcp"), (PROG_FD_SCAN, "task_file")] {
                 let iter: &mut Iter = program_mut(ebpf, program)?;
                 iter.load(target, &btf)
-                    .map_err(|e| format!("iter/{target}: {}", describe(e)))?;
+                    .map_err(|e| format!("iter/{target}: {}", error_chain(e)))?;
             }
             Ok::<_, String>(())
         })();
@@ -167,9 +167,9 @@ fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
 fn run_iterator(ebpf: &mut Ebpf, program: &'static str) -> Result<(), ProbeError> {
     let fail = |why: String| ProbeError::Scan { program, why };
     let iter: &mut Iter = program_mut(ebpf, program).map_err(fail)?;
-    let link_id = iter.attach().map_err(|e| fail(describe(e)))?;
-    let link = iter.take_link(link_id).map_err(|e| fail(describe(e)))?;
-    let mut file = link.into_file().map_err(|e| fail(describe(e)))?;
+    let link_id = iter.attach().map_err(|e| fail(error_chain(e)))?;
+    let link = iter.take_link(link_id).map_err(|e| fail(error_chain(e)))?;
+    let mut file = link.into_file().map_err(|e| fail(error_chain(e)))?;
     // The programs write nothing; the read drives the walk. A read that
     // visits a million objects without output returns EAGAIN so the reader
     // may pause (the kernel's MAX_ITER_OBJECTS); the next read continues

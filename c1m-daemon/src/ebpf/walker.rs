@@ -17,7 +17,7 @@ use std::{
 use aya::Ebpf;
 
 use super::{
-    probes::ProbeError,
+    error::ProbeError,
     scans::{FdScan, Scans},
 };
 use crate::model::sock_scan::SockScan;

@@ -23,10 +23,6 @@ pub const EVIDENCE_WINDOW: Duration = Duration::from_secs(10);
 /// led up to it may sit in the evidence window too.
 pub const PLATEAU: Duration = Duration::from_secs(3);
 
-/// The target's own evidence counters since c1m attached (cumulative; the
-/// window takes differences), by `c1m_common::TargetEvent` name.
-pub type EventCounts = BTreeMap<&'static str, u64>;
-
 /// One listener of the target, now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ListenerQueue {

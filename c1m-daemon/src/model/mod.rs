@@ -1,5 +1,6 @@
 //! Pure computations over samples: no I/O, unit-tested with plain data.
 
+pub mod ceiling;
 pub mod evidence;
 pub mod regression;
 pub mod report;

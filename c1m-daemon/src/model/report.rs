@@ -19,6 +19,10 @@ use crate::system::slabinfo::SlabCache;
 /// TCP_TIMEWAIT_LEN: a TIME_WAIT socket lives 60 s (fixed in Linux).
 pub const TIME_WAIT_SECONDS: f64 = 60.0;
 
+/// The target's own evidence counters since c1m attached (cumulative; the
+/// window takes differences), by `c1m_common::TargetEvent` name.
+pub type EventCounts = BTreeMap<&'static str, u64>;
+
 /// One sample of the target.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -37,7 +41,7 @@ pub struct Sample {
     pub threads: u64,
     /// The target's own evidence counters (refusals, failed accepts),
     /// cumulative since attach.
-    pub events: super::evidence::EventCounts,
+    pub events: EventCounts,
 }
 
 impl Sample {
@@ -83,7 +87,7 @@ pub struct Report {
     pub drops: BTreeMap<&'static str, u64>,
     /// Every limit, the connections each allows, and the binding one
     /// (filled by the sampler, which reads the system's limits).
-    pub ceiling: Option<crate::analysis::Ceiling>,
+    pub ceiling: Option<super::ceiling::Ceiling>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +98,7 @@ pub struct TargetInfo {
     pub alive: bool,
     /// Its processes that exited while watched (children that ended, or the
     /// named process itself), the last 64.
-    pub exited: Vec<crate::target::ExitedProcess>,
+    pub exited: Vec<ExitedProcess>,
     /// Its own memory now (Pss_Anon + Pss_Shmem over its processes).
     pub memory_bytes: u64,
 }
@@ -165,7 +169,7 @@ pub struct Cost {
 pub struct Context<'a> {
     pub pids: Vec<u32>,
     pub alive: bool,
-    pub exited: Vec<crate::target::ExitedProcess>,
+    pub exited: Vec<ExitedProcess>,
     pub slabs: &'a BTreeMap<String, SlabCache>,
     pub uses_epoll: bool,
     pub max_tw_buckets: Option<u64>,
@@ -379,6 +383,15 @@ fn kernel_objects(
         None => unknown.push("buffers"),
     }
     (breakdown, unknown)
+}
+
+/// A target process that exited while c1m watched it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExitedProcess {
+    pub pid: u32,
+    pub comm: String,
+    /// Whether the user named it (rather than it being a child).
+    pub named: bool,
 }
 
 #[cfg(test)]

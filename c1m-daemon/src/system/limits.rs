@@ -1,6 +1,7 @@
 //! The system limits that bound how many connections a box can hold, read
-//! as they are now. The ceiling analysis (a later module) turns them into
-//! connection counts; here they are only read.
+//! as they are now, for `doctor`'s table (and the fd limit the echo server
+//! and the load plan by). The ceiling analysis (`analysis/`) turns limits
+//! into connection counts; here they are only read.
 
 use serde::Serialize;
 

@@ -1,8 +1,8 @@
 //! Reading sysctls from `/proc/sys`, by their dotted names.
 //!
 //! `/proc/sys/net/*` shows the values of the reading process's network
-//! namespace; values of a target in another namespace need a reader that
-//! enters it (not done yet).
+//! namespace; for a target in another namespace the sampler enters it
+//! first (`system/netns.rs`), so these readers see the target's values.
 
 use std::{fs, io, path::PathBuf};
 
@@ -43,6 +43,14 @@ pub fn read_sysctl(name: &str) -> Result<String, SysctlError> {
             source,
         }),
     }
+}
+
+/// Ephemeral ports per (source IP, destination), from
+/// `net.ipv4.ip_local_port_range`; when unreadable, the kernel's default
+/// range 32768-60999 (28,232 ports).
+pub fn ephemeral_ports() -> u64 {
+    read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+        .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1)
 }
 
 /// A sysctl holding whitespace-separated unsigned integers.

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod postgresql;
 pub mod redis;
 
+use c1m_daemon::protocol::{EchoEvent, EchoReady, from_line};
 use std::{
     io::{BufRead as _, BufReader, Lines},
     net::SocketAddr,
@@ -140,12 +141,12 @@ pub fn daemon_in(prefix: &[&str]) -> Command {
     }
 }
 
-/// Start `c1m-daemon echo <args>` (through `prefix`; on 127.0.0.1:0 unless
-/// `args` has a `--listen`) and return it with its first line (`c1m echo
-/// listening on ADDR (pid N) with K workers`).
+/// Start `c1m-daemon echo --json <args>` (through `prefix`; on 127.0.0.1:0
+/// unless `args` has a `--listen`) and return it with its first line, the
+/// protocol's `listening` event (read it with [`echo_ready`]).
 pub fn spawn_echo_in(prefix: &[&str], args: &[&str]) -> (ChildGuard, String) {
     let mut command = daemon_in(prefix);
-    command.arg("echo");
+    command.args(["echo", "--json"]);
     if !args.contains(&"--listen") {
         command.args(["--listen", "127.0.0.1:0"]);
     }
@@ -157,17 +158,22 @@ pub fn spawn_echo_in(prefix: &[&str], args: &[&str]) -> (ChildGuard, String) {
     let lines = LineReader::new(child.stdout.take().unwrap());
     let guard = ChildGuard { child };
     let line = lines.wait_for(Duration::from_secs(10), "echo to listen", |l| {
-        l.contains("listening on")
+        l.contains(r#""event":"listening""#)
     });
     (guard, line)
 }
 
-/// The address in the echo server's first line.
+/// The echo server's `listening` event.
+pub fn echo_ready(line: &str) -> EchoReady {
+    match from_line::<EchoEvent>(line) {
+        Ok(EchoEvent::Listening(ready)) => ready,
+        other => panic!("not a listening event: {line:?} ({other:?})"),
+    }
+}
+
+/// The address in the echo server's `listening` event.
 pub fn echo_address(line: &str) -> SocketAddr {
-    line.split_whitespace()
-        .nth(4)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+    echo_ready(line).addr
 }
 
 /// Start `c1m-daemon report --json <args>` (through `prefix`), wait until it

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    ebpf::probes::{ProbeError, Probes},
+    ebpf::{error::ProbeError, probes::Probes},
+    model::report::ExitedProcess,
     system::process::{TargetError, TargetProcess, descendants},
 };
 
@@ -25,15 +26,6 @@ pub struct TargetSet {
     /// Target processes that exited while watched, oldest first (a pid
     /// reused later is a different process and never a target).
     exited: Vec<ExitedProcess>,
-}
-
-/// A target process that exited while c1m watched it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ExitedProcess {
-    pub pid: u32,
-    pub comm: String,
-    /// Whether the user named it (rather than it being a child).
-    pub named: bool,
 }
 
 /// At most this many exited processes are remembered: a server forking a

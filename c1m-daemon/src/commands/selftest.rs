@@ -8,9 +8,9 @@
 //! and are killed when their handles drop.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -21,22 +21,24 @@ use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
     process::{Child, ChildStdout},
-    signal::unix::{SignalKind, signal},
     sync::watch,
 };
 
-use super::load::{diagnose::Verdict, source_ips::auto_source_ips};
 use crate::{
-    analysis::{Ceiling, CeilingInputs, analyze},
+    analysis::{CeilingInputs, analyze},
     api::{self, Snapshot},
-    commands::EXIT_LIMIT_HIT,
-    model::report::Report,
-    sampling::Sampler,
-    system::{
-        memory::pss_bytes, process::TargetProcess, process::descendants,
-        sysctl::read_sysctl_numbers,
+    exit::Exit,
+    loadgen::{
+        child::{spawn_self, terminate},
+        load::source_ips::auto_source_ips,
+        protocol::{EchoEvent, EchoReady, LoadEvent, Phase, Verdict, from_line},
     },
-    tools::child::{spawn_self, terminate},
+    model::{ceiling::Ceiling, report::Report},
+    monitor::Sampler,
+    runtime::Shutdown,
+    system::{
+        memory::pss_bytes, process::TargetProcess, process::descendants, sysctl::ephemeral_ports,
+    },
 };
 
 pub struct SelftestOptions {
@@ -84,13 +86,13 @@ fn step_source_ips(n: u64, steps: u64, k: u64, ports: u64) -> String {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
-    pub phase: &'static str,
+    pub phase: Phase,
     pub step: u64,
     pub steps: u64,
     pub target: u64,
     pub established: u64,
     pub rate_per_second: u64,
-    pub failures: serde_json::Map<String, Value>,
+    pub failures: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,11 +122,8 @@ pub struct Outcome {
     pub report: Report,
 }
 
-pub fn run(options: SelftestOptions) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+pub fn run(options: SelftestOptions) -> anyhow::Result<Exit> {
+    let runtime = crate::runtime::current_thread()?;
     let outcome = runtime.block_on(selftest(&options))?;
     println!("{}", outcome.verdict);
     if let Some(path) = &options.json_path {
@@ -133,9 +132,9 @@ pub fn run(options: SelftestOptions) -> anyhow::Result<ExitCode> {
         println!("(written to {})", path.display());
     }
     Ok(if outcome.complete {
-        ExitCode::SUCCESS
+        Exit::Ok
     } else {
-        ExitCode::from(EXIT_LIMIT_HIT)
+        Exit::LimitHit
     })
 }
 
@@ -177,21 +176,21 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         "127.0.0.1:0".into(),
         "--connections".into(),
         n.to_string(),
+        "--json".into(),
     ])?;
     let line = tokio::time::timeout(Duration::from_secs(30), echo.lines.next_line())
         .await
         .context("the echo server did not start within 30 s")??
         .context("the echo server exited at start")?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let (Some(addr), Some(pid)) = (
-        words.get(4).and_then(|a| a.parse::<SocketAddr>().ok()),
-        words
-            .get(6)
-            .and_then(|p| p.trim_end_matches(')').parse::<u32>().ok()),
-    ) else {
+    let EchoEvent::Listening(EchoReady {
+        addr,
+        pid,
+        workers: echo_workers,
+        ..
+    }) = from_line(&line)?
+    else {
         bail!("unexpected first line from the echo server: {line:?}");
     };
-    let echo_workers = words.get(8).and_then(|k| k.parse().ok()).unwrap_or(1);
 
     let mut sampler = Sampler::start(vec![TargetProcess::resolve(pid)?], true, None)?;
     sampler.files_per_connection = 2.0;
@@ -200,15 +199,13 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     eprintln!(
         "c1m selftest: ramping the echo server (pid {pid}, {echo_workers} worker(s), {addr}) to {} \
          connections in {steps} steps; dashboard at http://{api_addr}/; Ctrl-C stops",
-        crate::analysis::limits::human_count(n)
+        crate::human::human_count(n)
     );
 
-    let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
-        .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1);
+    let ports = ephemeral_ports();
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + options.max_duration;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut shutdown = Shutdown::install()?;
     // Sampling stretches its interval when a sample is slow (about a second
     // per million sockets), so it never takes more than a fifth of a core.
     let mut next_sample = tokio::time::Instant::now();
@@ -218,7 +215,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
     let mut stopped_by = None;
     let mut interrupted = false;
     let mut progress = Progress {
-        phase: "ramp",
+        phase: Phase::Ramp,
         step: 0,
         steps,
         target: n,
@@ -284,24 +281,25 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
                         stopped_by = None;
                         break 'steps;
                     };
-                    let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
-                    let open = event["open"].as_u64().unwrap_or(0);
-                    progress.established = held + open;
-                    if let Some(rate) = event["rate_per_second"].as_u64() {
-                        progress.rate_per_second = rate;
-                    }
-                    if let Some(f) = event["failures"].as_object() {
-                        progress.failures = f.clone();
-                    }
-                    if event["event"] == "ramped" {
-                        held += open;
-                        ramp_seconds += event["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0;
-                        progress.established = held;
-                        if event["reached"] != true {
-                            stopped_by = serde_json::from_value(event["verdict"].clone()).ok();
-                            break 'steps;
+                    match from_line::<LoadEvent>(&line) {
+                        Ok(LoadEvent::Progress(p)) => {
+                            progress.established = held + p.open;
+                            progress.rate_per_second = p.rate_per_second;
+                            progress.failures = p.failures;
                         }
-                        break;
+                        Ok(LoadEvent::Ramped(ramped)) => {
+                            held += ramped.open;
+                            ramp_seconds += ramped.elapsed_ms as f64 / 1000.0;
+                            progress.established = held;
+                            progress.failures = ramped.failures;
+                            if !ramped.reached {
+                                stopped_by = ramped.verdict;
+                                break 'steps;
+                            }
+                            break;
+                        }
+                        Ok(LoadEvent::Done(_)) => {}
+                        Err(err) => log::warn!("load: {err}"),
                     }
                 }
                 _ = tokio::time::sleep_until(next_sample) => {
@@ -311,8 +309,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
                         progress.established, n, progress.rate_per_second, progress.failures
                     );
                 }
-                _ = sigint.recv() => { interrupted = true; break 'steps; }
-                _ = sigterm.recv() => { interrupted = true; break 'steps; }
+                _ = shutdown.recv() => { interrupted = true; break 'steps; }
                 _ = tokio::time::sleep_until(deadline) => { interrupted = true; break 'steps; }
             }
         }
@@ -329,7 +326,7 @@ async fn selftest(options: &SelftestOptions) -> anyhow::Result<Outcome> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    progress.phase = "done";
+    progress.phase = Phase::Done;
     publish_report(&mut sampler, &progress, &mut next_sample)?;
     sampler.final_sample()?;
     let report = sampler.report()?;
@@ -404,7 +401,7 @@ fn verdict_text(
     both: &Ceiling,
     server: &Ceiling,
 ) -> String {
-    use crate::analysis::limits::human_count;
+    use crate::human::human_count;
     use bytesize::ByteSize;
     let mut lines = Vec::new();
     let rate = held as f64 / ramp_seconds.max(1e-3);

@@ -9,13 +9,17 @@ use std::{
 
 use anyhow::Context as _;
 
+use super::{
+    daemon_info::{Availability, DaemonInfo, own_usage},
+    gather::{GatherContext, gather},
+    target_set::TargetSet,
+};
 use crate::{
-    analysis::{
-        CeilingInputs, analyze,
-        gather::{GatherContext, gather},
+    analysis::{CeilingInputs, analyze},
+    ebpf::{
+        error::ProbeError,
+        probes::{AttachMode, Probes, WalkState, ensure_privileges},
     },
-    api::DaemonInfo,
-    ebpf::probes::{AttachMode, ProbeError, Probes, WalkState, ensure_privileges},
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
         report::{Context, Report, Sample, build_report},
@@ -29,7 +33,6 @@ use crate::{
         slabinfo::read_slabinfo,
         sysctl::read_sysctl_u64,
     },
-    target::TargetSet,
 };
 
 /// Samples kept: the marginal-cost fit and the TIME_WAIT window look at
@@ -384,11 +387,11 @@ impl Sampler {
         DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             attach_mode: self.probes.attach_mode.to_string(),
-            children: self.probes.children.clone().map(str::to_owned),
-            accept_errors: self.probes.accept_errors.clone().map(str::to_owned),
+            children: Availability::from(&self.probes.children),
+            accept_errors: Availability::from(&self.probes.accept_errors),
             scans: match self.probes.scans_unavailable() {
-                Some(why) => Err(why.to_owned()),
-                None => Ok(()),
+                Some(why) => Availability::no(why),
+                None => Availability::yes("iter/tcp + iter/task_file"),
             },
             interval_ms: interval.as_millis() as u64,
             samples,
@@ -404,20 +407,4 @@ impl Sampler {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
-}
-
-/// The daemon's own resident bytes and CPU seconds (user + system).
-fn own_usage() -> (u64, f64) {
-    let Ok(me) = procfs::process::Process::myself() else {
-        return (0, 0.0);
-    };
-    let ticks = procfs::ticks_per_second() as f64;
-    let rss = me
-        .statm()
-        .map(|m| m.resident * procfs::page_size())
-        .unwrap_or(0);
-    let cpu = crate::system::process::read_stat(std::process::id())
-        .map(|s| (s.utime + s.stime) as f64 / ticks)
-        .unwrap_or(0.0);
-    (rss, cpu)
 }

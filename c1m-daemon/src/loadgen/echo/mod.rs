@@ -21,7 +21,10 @@ use std::{
 use anyhow::Context as _;
 use socket2::{Domain, Socket, Type};
 
-use crate::system::limits::read_rlimit_nofile;
+use crate::{
+    loadgen::protocol::{EchoEvent, EchoReady, EchoStats, to_line},
+    system::limits::read_rlimit_nofile,
+};
 
 /// fds a worker keeps for itself (runtime, stdio, epoll, listener).
 pub const FDS_RESERVED_PER_WORKER: u64 = 32;
@@ -38,6 +41,8 @@ pub struct EchoOptions {
     pub close_after_echo: bool,
     /// Internal: serve as a worker on this inherited listening fd.
     pub worker_fd: Option<RawFd>,
+    /// Print protocol lines ([`EchoEvent`]) instead of the banner.
+    pub json: bool,
 }
 
 /// Workers needed for `connections` when each may hold `nofile - reserve`.
@@ -52,7 +57,7 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
         // for this process to own.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
         let totals = worker::run(listener, options.state_bytes, options.close_after_echo)?;
-        println!("{}", serde_json::to_string(&totals)?);
+        println!("{}", to_line(&EchoEvent::Stats(totals)));
         return Ok(());
     }
     let listener = bind_listener(options.listen)?;
@@ -62,15 +67,17 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| plan_workers(options.connections, nofile));
     if workers == 1 {
-        println!(
-            "c1m echo listening on {bound} (pid {}) with 1 worker",
-            std::process::id()
+        announce(
+            options.json,
+            &EchoReady {
+                addr: bound,
+                pid: std::process::id(),
+                workers: 1,
+                worker_pids: Vec::new(),
+            },
         );
         let totals = worker::run(listener, options.state_bytes, options.close_after_echo)?;
-        eprintln!(
-            "c1m echo: accepted {}, closed {}, open at exit {}, errors {:?}",
-            totals.accepted, totals.closed, totals.open_at_exit, totals.errors
-        );
+        report_stats(options.json, &totals, 1);
         return Ok(());
     }
     supervisor::run(
@@ -78,7 +85,47 @@ pub fn serve(options: &EchoOptions) -> anyhow::Result<()> {
         workers,
         options.state_bytes,
         options.close_after_echo,
+        options.json,
     )
+}
+
+/// The first line: the protocol's `listening` event, or the banner
+/// (`c1m echo listening on ADDR (pid N) with K worker(s) [PIDS]`).
+fn announce(json: bool, ready: &EchoReady) {
+    if json {
+        println!("{}", to_line(&EchoEvent::Listening(ready.clone())));
+    } else if ready.worker_pids.is_empty() {
+        println!(
+            "c1m echo listening on {} (pid {}) with 1 worker",
+            ready.addr, ready.pid
+        );
+    } else {
+        println!(
+            "c1m echo listening on {} (pid {}) with {} workers {:?}",
+            ready.addr, ready.pid, ready.workers, ready.worker_pids
+        );
+    }
+}
+
+/// What the server did, at exit: the `stats` event on stdout, or a line
+/// on stderr.
+fn report_stats(json: bool, stats: &EchoStats, workers: u64) {
+    if json {
+        println!("{}", to_line(&EchoEvent::Stats(stats.clone())));
+    } else {
+        eprintln!(
+            "c1m echo: accepted {}, closed {}, open at exit {}, errors {:?}{}",
+            stats.accepted,
+            stats.closed,
+            stats.open_at_exit,
+            stats.errors,
+            if workers > 1 {
+                format!(" ({workers} workers)")
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 /// A listening socket with the deepest backlog the kernel allows

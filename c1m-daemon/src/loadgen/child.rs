@@ -35,10 +35,15 @@ pub fn spawn_self<S: AsRef<std::ffi::OsStr>>(
         .with_context(|| format!("starting {description}"))
 }
 
-/// SIGTERM to a child by pid (already gone is fine).
+/// SIGTERM to a child (already gone is fine).
 pub fn terminate(child: &Child) {
     if let Some(pid) = child.id() {
-        // SAFETY: signalling our own child by pid.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        terminate_pid(pid);
     }
+}
+
+/// SIGTERM to one of our children by pid (already gone, ESRCH, is fine).
+pub fn terminate_pid(pid: u32) {
+    // SAFETY: kill(2) on a pid; at worst it fails with ESRCH.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
 }

@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::limits::{CeilingInputs, Outbound, ProcessLimits, ThreadBound, UnreadableApp};
 use crate::{
+    analysis::inputs::{
+        Capacity, CeilingInputs, CgroupMemory, Outbound, ProcessLimits, ThreadBound, Threads,
+        UnreadableApp,
+    },
     model::{evidence::WindowEvidence, report::Report, sock_scan::PairUse},
     system::{
         apps::AppLimits,
@@ -17,7 +20,7 @@ use crate::{
         process::read_stat,
         process_limits::{limit_value, read_process_limits},
         sockstat::read_sockstat,
-        sysctl::{read_sysctl_numbers, read_sysctl_u64},
+        sysctl::{ephemeral_ports, read_sysctl_numbers, read_sysctl_u64},
     },
 };
 
@@ -69,8 +72,7 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     // A target that dials out spends ephemeral ports, per (source,
     // destination) pair in use, as the walk found them.
     let outbound = ctx.outbound_pairs.map(|pairs| Outbound {
-        ports_per_pair: read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
-            .map_or(28_232, |[lo, hi]| hi.saturating_sub(lo) + 1),
+        ports_per_pair: ephemeral_ports(),
         pairs: pairs.to_vec(),
     });
     CeilingInputs {
@@ -137,7 +139,10 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
             .collect(),
         orphans: read_sysctl_u64("net.ipv4.tcp_max_orphans")
             .ok()
-            .map(|max| (max, sockstat.get("TCP.orphan").copied().unwrap_or(0))),
+            .map(|max| Capacity {
+                max,
+                used: sockstat.get("TCP.orphan").copied().unwrap_or(0),
+            }),
         threads: threads(cost.threads_marginal, report.target.pids.first().copied()),
     }
 }
@@ -168,7 +173,7 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
 
 /// The memory limit of the cgroup `pid` is in: (file, limit, usage), when
 /// one is set (v2 `memory.max`, or v1 `memory.limit_in_bytes`).
-fn cgroup_memory(pid: u32) -> Option<(String, u64, u64)> {
+fn cgroup_memory(pid: u32) -> Option<CgroupMemory> {
     for (dir, v2) in cgroup_dirs(pid, "memory") {
         let (limit_file, usage_file) = if v2 {
             (format!("{dir}/memory.max"), format!("{dir}/memory.current"))
@@ -185,20 +190,24 @@ fn cgroup_memory(pid: u32) -> Option<(String, u64, u64)> {
             continue;
         };
         let usage = parse_usage(std::fs::read_to_string(&usage_file).ok());
-        return Some((limit_file, limit, usage));
+        return Some(CgroupMemory {
+            source: limit_file,
+            limit_bytes: limit,
+            usage_bytes: usage,
+        });
     }
     None
 }
 
 /// Conntrack matters only when it tracks something.
-fn conntrack() -> Option<(u64, u64)> {
+fn conntrack() -> Option<Capacity> {
     let max = read_sysctl_u64("net.netfilter.nf_conntrack_max").ok()?;
     let count = read_sysctl_u64("net.netfilter.nf_conntrack_count").ok()?;
-    (count > 0).then_some((max, count))
+    (count > 0).then_some(Capacity { max, used: count })
 }
 
 /// Every bound on the number of threads the target could meet.
-fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<ThreadBound>)> {
+fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<Threads> {
     // /proc/loadavg's "1/123": 123 threads (scheduling entities) on the box.
     let total = {
         use procfs::Current as _;
@@ -207,7 +216,11 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
     let mut bounds = Vec::new();
     for name in ["kernel.threads-max", "kernel.pid_max"] {
         if let Ok(max) = read_sysctl_u64(name) {
-            bounds.push((name.to_owned(), max, total));
+            bounds.push(ThreadBound {
+                source: name.to_owned(),
+                limit: max,
+                in_use: total,
+            });
         }
     }
     if let Some(pid) = pid {
@@ -216,20 +229,34 @@ fn threads(per_connection: Option<f64>, pid: Option<u32>) -> Option<(f64, Vec<Th
             && let procfs::process::LimitValue::Value(nproc) = limits.max_processes.soft_limit
         {
             // Counted per user; the target's own threads are a lower bound.
-            bounds.push(("RLIMIT_NPROC".to_owned(), nproc, threads));
+            bounds.push(ThreadBound {
+                source: "RLIMIT_NPROC".to_owned(),
+                limit: nproc,
+                in_use: threads,
+            });
         }
-        if let Some((max, current)) = cgroup_pids(pid) {
-            bounds.push(("pids.max".to_owned(), max, current));
+        if let Some(pids) = cgroup_pids(pid) {
+            bounds.push(ThreadBound {
+                source: "pids.max".to_owned(),
+                limit: pids.max,
+                in_use: pids.used,
+            });
         }
     }
-    Some((per_connection.unwrap_or(0.0).max(0.0), bounds))
+    Some(Threads {
+        per_connection: per_connection.unwrap_or(0.0).max(0.0),
+        bounds,
+    })
 }
 
 /// The target cgroup's pids.max and pids.current, when a limit is set.
-fn cgroup_pids(pid: u32) -> Option<(u64, u64)> {
+fn cgroup_pids(pid: u32) -> Option<Capacity> {
     cgroup_dirs(pid, "pids").into_iter().find_map(|(dir, _)| {
         let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).ok();
         let max = parse_limit(&read("pids.max")?)?;
-        Some((max, parse_usage(read("pids.current"))))
+        Some(Capacity {
+            max,
+            used: parse_usage(read("pids.current")),
+        })
     })
 }

@@ -4,36 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    Client,
-    Server,
-    /// A box-wide limit both sides share.
-    Box,
-}
-
-impl std::fmt::Display for Side {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Side::Client => "client side",
-            Side::Server => "server side",
-            Side::Box => "box-wide",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub side: Side,
-    /// The errno that showed it, when one did.
-    pub errno: Option<String>,
-    /// The limit's short name, as the ceiling analysis names it.
-    pub limit: String,
-    pub explanation: String,
-}
+use crate::loadgen::protocol::{Side, Verdict};
 
 /// The server process (and its children) as seen at the end of the ramp.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,36 +13,36 @@ pub mod source_ips;
 
 use std::{
     net::SocketAddr,
-    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
-use serde_json::json;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
-    signal::unix::{SignalKind, signal},
     sync::watch,
 };
 
-pub use shard::{CloseSide, ShardCounts, ShardPlan, ShardProgress};
+pub use crate::loadgen::protocol::CloseSide;
+use crate::loadgen::protocol::{
+    LoadEvent, LoadOutcome, LoadProgress, LoadRamped, LoadTotals, ShardPlan, ShardProgress,
+    from_line, to_line,
+};
 use shard::{ShardCounters, run_shard};
 
-use self::diagnose::{Evidence, ServerFds, Verdict, diagnose};
+use self::diagnose::{Evidence, ServerFds, diagnose};
 use crate::{
-    commands::EXIT_LIMIT_HIT,
+    loadgen::child::{spawn_self, terminate_pid},
+    runtime::Shutdown,
     system::{
         limits::read_rlimit_nofile,
         memory::open_fds,
         netstat::read_netstat,
         process::descendants,
         process_limits::read_process_limits,
-        sysctl::{read_sysctl_numbers, read_sysctl_u64},
+        sysctl::{ephemeral_ports, read_sysctl_u64},
     },
-    tools::child::spawn_self,
 };
 
 /// fds a load process keeps for itself.
@@ -63,45 +63,6 @@ pub struct LoadOptions {
     pub processes: Option<u64>,
     pub server_pid: Option<u32>,
     pub json: bool,
-}
-
-/// The totals over all shards.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LoadTotals {
-    #[serde(flatten)]
-    pub counts: ShardCounts,
-    /// Shards that stopped ramping because connects stopped completing.
-    pub stalled_shards: u64,
-    /// Shards past their ramp (holding, stalled, closing or done).
-    pub ramped_shards: u64,
-    pub done_shards: u64,
-}
-
-impl LoadTotals {
-    fn add(&mut self, p: &ShardProgress) {
-        self.counts.add(&p.counts);
-        self.stalled_shards += u64::from(p.phase == "stalled");
-        self.ramped_shards += u64::from(p.phase != "ramp" && !p.phase.is_empty());
-        self.done_shards += u64::from(p.phase == "done");
-    }
-}
-
-/// What a whole load run did.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoadOutcome {
-    pub target: SocketAddr,
-    pub requested: u64,
-    /// Most connections open at once.
-    pub peak_open: u64,
-    pub reached: bool,
-    pub ramp_seconds: f64,
-    /// The whole run, ramp, hold (or churn) and close.
-    pub elapsed_seconds: f64,
-    pub ramp_rate: f64,
-    pub processes: u64,
-    pub source_ips: usize,
-    pub totals: LoadTotals,
-    pub verdict: Option<Verdict>,
 }
 
 /// Plan the shards: enough processes for the fd limit, the rate split
@@ -150,10 +111,10 @@ impl Shards {
     fn totals(&self) -> LoadTotals {
         let mut totals = LoadTotals::default();
         match self {
-            Shards::InProcess(counters, _) => totals.add(&counters.progress()),
+            Shards::InProcess(counters, _) => totals += &counters.progress(),
             Shards::Children { latest, .. } => {
                 for shard in latest {
-                    totals.add(&shard.borrow());
+                    totals += &*shard.borrow();
                 }
             }
         }
@@ -189,20 +150,13 @@ impl Shards {
     }
 }
 
-pub fn run(options: LoadOptions) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+/// Run the load and print its outcome; the caller decides what a run that
+/// [fell short](LoadOutcome::fell_short) means for the exit code.
+pub fn run(options: LoadOptions) -> anyhow::Result<LoadOutcome> {
+    let runtime = crate::runtime::current_thread()?;
     let outcome = runtime.block_on(coordinate(&options))?;
     print_outcome(&options, &outcome);
-    Ok(
-        if outcome.reached || options.churn.is_some() && outcome.verdict.is_none() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(EXIT_LIMIT_HIT)
-        },
-    )
+    Ok(outcome)
 }
 
 /// Ephemeral ports the load holds at once: one per open connection, plus,
@@ -217,9 +171,7 @@ fn ports_held(options: &LoadOptions, max_tw_buckets: Option<u64>) -> u64 {
 }
 
 pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
-    let ports = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
-        .map(|[lo, hi]| hi.saturating_sub(lo) + 1)
-        .unwrap_or(28_232);
+    let ports = ephemeral_ports();
     let source_ips = match &options.source_ips {
         Some(ips) => ips.clone(),
         None => source_ips::auto_source_ips(
@@ -243,8 +195,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
     let bar = progress_bar(options);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut shutdown = Shutdown::install()?;
     let mut peak_open = 0;
     let mut ramp_done: Option<Duration> = None;
     let mut previous_connected = 0;
@@ -253,8 +204,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
     loop {
         tokio::select! {
             _ = ticker.tick() => {},
-            _ = sigint.recv() => { stop_all(&stop, &shards); stopping = true; }
-            _ = sigterm.recv() => { stop_all(&stop, &shards); stopping = true; }
+            _ = shutdown.recv() => { stop_all(&stop, &shards); stopping = true; }
             _ = shards.reap() => {},
         }
         let totals = shards.totals();
@@ -282,10 +232,14 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
             if options.json {
                 println!(
                     "{}",
-                    json!({"event": "ramped", "elapsed_ms": started.elapsed().as_millis() as u64,
-                           "open": totals.counts.open, "target": options.connections,
-                           "reached": peak_open >= options.connections,
-                           "failures": totals.counts.failures, "verdict": verdict})
+                    to_line(&LoadEvent::Ramped(LoadRamped {
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        open: totals.counts.open,
+                        target: options.connections,
+                        reached: peak_open >= options.connections,
+                        failures: totals.counts.failures.clone(),
+                        verdict: verdict.clone(),
+                    }))
                 );
             }
         }
@@ -323,6 +277,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
         source_ips: source_ips.len(),
         totals,
         verdict,
+        churned: options.churn.is_some(),
     })
 }
 
@@ -330,8 +285,7 @@ fn stop_all(stop: &watch::Sender<bool>, shards: &Shards) {
     let _ = stop.send(true);
     if let Shards::Children { pids, .. } = shards {
         for &pid in pids {
-            // SAFETY: signalling our own child by pid (gone = ESRCH, fine).
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            terminate_pid(pid);
         }
     }
 }
@@ -341,7 +295,7 @@ fn spawn_children(plans: &[ShardPlan]) -> anyhow::Result<Shards> {
     let mut pids = Vec::new();
     let mut running = tokio::task::JoinSet::new();
     for (index, plan) in plans.iter().enumerate() {
-        let plan = serde_json::to_string(plan)?;
+        let plan = to_line(plan);
         let mut child = spawn_self(["load", "--shard-plan", &plan], |_| {})
             .with_context(|| format!("starting load shard {index}"))?;
         pids.push(child.id().unwrap_or(0));
@@ -351,8 +305,11 @@ fn spawn_children(plans: &[ShardPlan]) -> anyhow::Result<Shards> {
         running.spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(progress) = serde_json::from_str::<ShardProgress>(&line) {
-                    publish.send_replace(progress);
+                match from_line::<ShardProgress>(&line) {
+                    Ok(progress) => {
+                        publish.send_replace(progress);
+                    }
+                    Err(err) => log::warn!("load shard {index}: {err}"),
                 }
             }
             let _ = child.wait().await;
@@ -367,30 +324,24 @@ fn spawn_children(plans: &[ShardPlan]) -> anyhow::Result<Shards> {
 
 /// A shard started by the coordinator: run the plan, print counters as a
 /// JSON line every second and once more at the end.
-pub fn run_as_shard(plan_json: &str) -> anyhow::Result<ExitCode> {
-    let plan: ShardPlan =
-        serde_json::from_str(plan_json).context("--shard-plan is not a shard plan")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+pub fn run_as_shard(plan_json: &str) -> anyhow::Result<()> {
+    let plan: ShardPlan = from_line(plan_json).context("--shard-plan is not a shard plan")?;
+    let runtime = crate::runtime::current_thread()?;
     runtime.block_on(async move {
         let counters = Arc::new(ShardCounters::default());
         let (stop, stopped) = watch::channel(false);
         let mut task = tokio::spawn(run_shard(plan, counters.clone(), stopped));
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut shutdown = Shutdown::install()?;
         loop {
             tokio::select! {
-                _ = ticker.tick() => println!("{}", serde_json::to_string(&counters.progress())?),
-                _ = sigterm.recv() => { let _ = stop.send(true); }
-                _ = sigint.recv() => { let _ = stop.send(true); }
+                _ = ticker.tick() => println!("{}", to_line(&counters.progress())),
+                _ = shutdown.recv() => { let _ = stop.send(true); }
                 _ = &mut task => break,
             }
         }
-        println!("{}", serde_json::to_string(&counters.progress())?);
-        Ok(ExitCode::SUCCESS)
+        println!("{}", to_line(&counters.progress()));
+        Ok(())
     })
 }
 
@@ -446,14 +397,21 @@ fn report_progress(
     rate: u64,
 ) {
     if options.json {
+        let c = &totals.counts;
         println!(
             "{}",
-            json!({"event": "progress", "elapsed_ms": elapsed.as_millis() as u64,
-                   "target": options.connections, "open": totals.counts.open,
-                   "connected_total": totals.counts.connected_total, "closed_total": totals.counts.closed_total,
-                   "rate_per_second": rate, "failures": totals.counts.failures,
-                   "messages_ok": totals.counts.messages_ok, "messages_bad": totals.counts.messages_bad,
-                   "dropped_by_server": totals.counts.dropped_by_server})
+            to_line(&LoadEvent::Progress(LoadProgress {
+                elapsed_ms: elapsed.as_millis() as u64,
+                target: options.connections,
+                open: c.open,
+                connected_total: c.connected_total,
+                closed_total: c.closed_total,
+                rate_per_second: rate,
+                failures: c.failures.clone(),
+                messages_ok: c.messages_ok,
+                messages_bad: c.messages_bad,
+                dropped_by_server: c.dropped_by_server,
+            }))
         );
     } else if bar.is_hidden() {
         eprintln!(
@@ -473,9 +431,7 @@ fn report_progress(
 
 fn print_outcome(options: &LoadOptions, outcome: &LoadOutcome) {
     if options.json {
-        let mut value = serde_json::to_value(outcome).unwrap_or_default();
-        value["event"] = json!("done");
-        println!("{value}");
+        println!("{}", to_line(&LoadEvent::Done(outcome.clone())));
         return;
     }
     let t = &outcome.totals;

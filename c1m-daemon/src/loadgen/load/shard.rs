@@ -5,17 +5,15 @@
 //! coordinator reads them every second.
 
 use std::{
-    collections::BTreeMap,
     io,
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU8, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Socket, Type};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -24,37 +22,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::tools::errno::ErrorCounts;
-
-/// Which side closes each connection in churn mode. The side that closes
-/// first keeps the TIME_WAIT socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseSide {
-    Client,
-    /// The server closes first: use with `echo --close-after-echo`.
-    Server,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardPlan {
-    pub target: SocketAddr,
-    /// Hold mode: connections to open. Churn mode: connections at a time.
-    pub connections: u64,
-    /// Connects per second, `None` = as fast as the server accepts.
-    pub rate: Option<u64>,
-    /// 0 = no messages.
-    pub message_bytes: usize,
-    pub interval: Duration,
-    pub source_ips: Vec<IpAddr>,
-    /// Where this shard starts in `source_ips`, so shards spread over them.
-    pub source_offset: usize,
-    /// Churn mode: who closes, and for how long to churn.
-    pub churn: Option<(CloseSide, Duration)>,
-    pub connect_timeout: Duration,
-    /// Stop ramping when no connection succeeded for this long.
-    pub stall_timeout: Duration,
-}
+use crate::loadgen::{
+    errno::ErrorCounts,
+    protocol::{CloseSide, Phase, ShardCounts, ShardPlan, ShardProgress},
+};
 
 /// Connects in flight at once per shard: enough to saturate a loopback
 /// server, few enough not to flood its accept queue.
@@ -71,53 +42,13 @@ pub struct ShardCounters {
     /// Echoes that did not match what was sent.
     pub messages_bad: AtomicU64,
     pub failures: ErrorCounts,
-    /// 0 ramping, 1 holding, 2 churning, 3 closing, 4 done, 5 stalled.
-    pub phase: AtomicU64,
+    /// The shard's [`Phase`], as `phase as u8`.
+    pub phase: AtomicU8,
 }
-
-/// What a shard has done so far; the load's totals are their sum.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardCounts {
-    pub attempts: u64,
-    pub connected_total: u64,
-    pub closed_total: u64,
-    pub open: u64,
-    pub dropped_by_server: u64,
-    pub messages_ok: u64,
-    pub messages_bad: u64,
-    pub failures: BTreeMap<String, u64>,
-}
-
-impl ShardCounts {
-    pub fn add(&mut self, other: &ShardCounts) {
-        self.attempts += other.attempts;
-        self.connected_total += other.connected_total;
-        self.closed_total += other.closed_total;
-        self.open += other.open;
-        self.dropped_by_server += other.dropped_by_server;
-        self.messages_ok += other.messages_ok;
-        self.messages_bad += other.messages_bad;
-        for (name, n) in &other.failures {
-            *self.failures.entry(name.clone()).or_insert(0) += n;
-        }
-    }
-}
-
-/// A shard's progress line: its counts and its phase (one JSON object,
-/// the counts flattened into it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardProgress {
-    #[serde(flatten)]
-    pub counts: ShardCounts,
-    pub phase: String,
-}
-
-const PHASES: [&str; 6] = ["ramp", "hold", "churn", "closing", "done", "stalled"];
 
 impl ShardCounters {
-    fn set_phase(&self, phase: &str) {
-        let index = PHASES.iter().position(|p| *p == phase).unwrap_or(0);
-        self.phase.store(index as u64, Ordering::Relaxed);
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
     }
 
     pub fn progress(&self) -> ShardProgress {
@@ -134,7 +65,8 @@ impl ShardCounters {
                 messages_bad: self.messages_bad.load(Ordering::Relaxed),
                 failures: self.failures.snapshot(),
             },
-            phase: PHASES[self.phase.load(Ordering::Relaxed) as usize % PHASES.len()].to_owned(),
+            phase: Phase::from_index(u64::from(self.phase.load(Ordering::Relaxed)))
+                .expect("set_phase stores only phases"),
         }
     }
 }
@@ -153,7 +85,7 @@ async fn ramp_and_hold(
     counters: Arc<ShardCounters>,
     mut stop: watch::Receiver<bool>,
 ) {
-    counters.set_phase("ramp");
+    counters.set_phase(Phase::Ramp);
     let (release, hold_signal) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut pacer = Pacer::new(plan.rate);
@@ -224,16 +156,16 @@ async fn ramp_and_hold(
     }
     // Hold until the coordinator says stop: it starts the hold when every
     // shard has finished ramping, so all connections are open together.
-    counters.set_phase(if stalled { "stalled" } else { "hold" });
+    counters.set_phase(if stalled { Phase::Stalled } else { Phase::Hold });
     while !*stop.borrow() {
         if stop.changed().await.is_err() {
             break;
         }
     }
-    counters.set_phase("closing");
+    counters.set_phase(Phase::Closing);
     let _ = release.send(true);
     while tasks.join_next().await.is_some() {}
-    counters.set_phase(if stalled { "stalled" } else { "done" });
+    counters.set_phase(if stalled { Phase::Stalled } else { Phase::Done });
 }
 
 /// Hold one connection until released: exchange a message every interval
@@ -299,7 +231,7 @@ async fn churn(
     close: CloseSide,
     duration: Duration,
 ) {
-    counters.set_phase("churn");
+    counters.set_phase(Phase::Churn);
     let deadline = Instant::now() + duration;
     let pacer = Arc::new(tokio::sync::Mutex::new(Pacer::new(plan.rate)));
     let mut loops = tokio::task::JoinSet::new();
@@ -331,7 +263,7 @@ async fn churn(
         });
     }
     while loops.join_next().await.is_some() {}
-    counters.set_phase("done");
+    counters.set_phase(Phase::Done);
 }
 
 async fn churn_once(
@@ -457,6 +389,7 @@ fn fastrand_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loadgen::protocol::{from_line, to_line};
 
     #[test]
     fn sources_rotate() {
@@ -486,17 +419,14 @@ mod tests {
         let mut progress = ShardProgress::default();
         progress.counts.open = 7;
         progress.counts.failures.insert("ECONNREFUSED".into(), 2);
-        progress.phase = "hold".into();
-        let line = serde_json::to_string(&progress).unwrap();
+        progress.phase = Phase::Hold;
+        let line = to_line(&progress);
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(
             (value["open"].as_u64(), value["phase"].as_str()),
             (Some(7), Some("hold"))
         );
-        assert_eq!(
-            serde_json::from_str::<ShardProgress>(&line).unwrap(),
-            progress
-        );
+        assert_eq!(from_line::<ShardProgress>(&line).unwrap(), progress);
     }
 
     #[test]

@@ -18,14 +18,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use serde::Serialize;
-use tokio::{
-    io::AsyncWriteExt as _,
-    net::TcpStream,
-    signal::unix::{SignalKind, signal},
-};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
-use crate::{system::limits::read_rlimit_nofile, tools::errno::ErrorCounts};
+use crate::{
+    loadgen::{errno::ErrorCounts, protocol::EchoStats},
+    runtime::Shutdown,
+    system::limits::read_rlimit_nofile,
+};
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -34,24 +33,13 @@ pub struct Counters {
     pub errors: ErrorCounts,
 }
 
-/// What a worker did, printed as its last line (the supervisor sums them).
-#[derive(Debug, Default, Serialize, serde::Deserialize)]
-pub struct WorkerTotals {
-    pub accepted: u64,
-    /// Closed by the peer or on error while serving.
-    pub closed: u64,
-    /// Still open when the worker stopped (closed by the shutdown).
-    pub open_at_exit: u64,
-    pub errors: std::collections::BTreeMap<String, u64>,
-}
-
 impl Counters {
     fn open(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed) - self.closed.load(Ordering::Relaxed)
     }
 
-    fn totals(&self) -> WorkerTotals {
-        WorkerTotals {
+    fn totals(&self) -> EchoStats {
+        EchoStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             closed: self.closed.load(Ordering::Relaxed),
             open_at_exit: self.open(),
@@ -65,11 +53,8 @@ pub fn run(
     listener: StdListener,
     state_bytes: usize,
     close_after_echo: bool,
-) -> anyhow::Result<WorkerTotals> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+) -> anyhow::Result<EchoStats> {
+    let runtime = crate::runtime::current_thread()?;
     let counters = Arc::new(Counters::default());
     let stopping = Arc::new(AtomicBool::new(false));
     let (hand_over, mut accepted) = tokio::sync::mpsc::unbounded_channel();
@@ -81,8 +66,7 @@ pub fn run(
             .context("starting the accept thread")?
     };
     let result = runtime.block_on(async {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut shutdown = Shutdown::install()?;
         loop {
             tokio::select! {
                 stream = accepted.recv() => {
@@ -102,8 +86,7 @@ pub fn run(
                         }
                     }
                 }
-                _ = sigint.recv() => break,
-                _ = sigterm.recv() => break,
+                _ = shutdown.recv() => break,
             }
         }
         Ok(counters.totals())

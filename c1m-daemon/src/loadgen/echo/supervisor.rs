@@ -11,27 +11,29 @@ use anyhow::Context as _;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::Child,
-    signal::unix::{SignalKind, signal},
     task::JoinSet,
 };
 
-use super::worker::WorkerTotals;
-use crate::tools::child::spawn_self;
+use super::{announce, report_stats};
+use crate::{
+    loadgen::{
+        child::{spawn_self, terminate_pid},
+        protocol::{EchoEvent, EchoReady, EchoStats, from_line},
+    },
+    runtime::Shutdown,
+};
 
 pub fn run(
     listener: TcpListener,
     workers: u64,
     state_bytes: usize,
     close_after_echo: bool,
+    json: bool,
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime::current_thread()?;
     runtime.block_on(async move {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut shutdown = Shutdown::install()?;
         let mut running = JoinSet::new();
         let mut pids = Vec::new();
         for index in 0..workers {
@@ -42,15 +44,19 @@ pub fn run(
         }
         // The workers hold the socket now; the supervisor accepts nothing.
         drop(listener);
-        println!(
-            "c1m echo listening on {bound} (pid {}) with {workers} workers {pids:?}",
-            std::process::id()
+        announce(
+            json,
+            &EchoReady {
+                addr: bound,
+                pid: std::process::id(),
+                workers,
+                worker_pids: pids.clone(),
+            },
         );
 
         let mut failure = None;
         tokio::select! {
-            _ = sigint.recv() => {},
-            _ = sigterm.recv() => {},
+            _ = shutdown.recv() => {},
             Some(done) = running.join_next() => {
                 failure = Some(match done {
                     Ok((pid, status, _)) => format!("echo worker {pid} exited ({status})"),
@@ -59,24 +65,15 @@ pub fn run(
             }
         }
         for &pid in &pids {
-            // SAFETY: kill(2) on our own child's pid; it may be gone (ESRCH).
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            terminate_pid(pid);
         }
-        let mut sum = WorkerTotals::default();
+        let mut sum = EchoStats::default();
         while let Some(done) = running.join_next().await {
             if let Ok((_, _, Some(totals))) = done {
-                sum.accepted += totals.accepted;
-                sum.closed += totals.closed;
-                sum.open_at_exit += totals.open_at_exit;
-                for (name, n) in totals.errors {
-                    *sum.errors.entry(name).or_insert(0) += n;
-                }
+                sum += &totals;
             }
         }
-        eprintln!(
-            "c1m echo: accepted {}, closed {}, open at exit {}, errors {:?} ({workers} workers)",
-            sum.accepted, sum.closed, sum.open_at_exit, sum.errors
-        );
+        report_stats(json, &sum, workers);
         match failure {
             Some(why) => anyhow::bail!("{why}; stopped the other workers"),
             None => Ok(()),
@@ -116,13 +113,15 @@ fn spawn_worker(
 }
 
 /// Wait for a worker to exit and read its totals (its last stdout line).
-async fn collect(mut child: Child) -> (u32, std::process::ExitStatus, Option<WorkerTotals>) {
+async fn collect(mut child: Child) -> (u32, std::process::ExitStatus, Option<EchoStats>) {
     let pid = child.id().unwrap_or(0);
     let mut totals = None;
     if let Some(stdout) = child.stdout.take() {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            totals = serde_json::from_str(&line).ok();
+            if let Ok(EchoEvent::Stats(stats)) = from_line(&line) {
+                totals = Some(stats);
+            }
         }
     }
     let status = child

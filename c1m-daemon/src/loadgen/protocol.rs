@@ -1,0 +1,387 @@
+//! What c1m's own processes say to each other, typed: one JSON object per
+//! line on stdout, each carrying the protocol version `v` and, for events,
+//! its name in `event`. Every writer and every reader goes through this
+//! file: the echo server and its workers, the load coordinator and its
+//! shards, `selftest`, the tests (`c1m_daemon::protocol`), `xtask bench`
+//! (which compiles this same file) and the browser test (which matches
+//! `"event":"listening"`). Nothing parses the words of a human banner.
+//!
+//! This file depends on serde, clap and std only, so `xtask` can include it.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// The protocol version every line carries; a reader refuses another one
+/// rather than misread it.
+pub const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    #[serde(flatten)]
+    message: T,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("not a c1m protocol line ({0}): {1:?}")]
+    Malformed(serde_json::Error, String),
+    #[error("c1m protocol version {found}, this binary speaks {VERSION}: {line:?}")]
+    Version { found: u32, line: String },
+}
+
+/// One line for stdout: the message with the version.
+pub fn to_line<T: Serialize>(message: &T) -> String {
+    serde_json::to_string(&Envelope {
+        v: VERSION,
+        message,
+    })
+    .expect("protocol messages serialize")
+}
+
+/// Parse one line written by [`to_line`].
+pub fn from_line<T: DeserializeOwned>(line: &str) -> Result<T, ProtocolError> {
+    let envelope: Envelope<T> = serde_json::from_str(line.trim())
+        .map_err(|err| ProtocolError::Malformed(err, line.to_owned()))?;
+    if envelope.v != VERSION {
+        return Err(ProtocolError::Version {
+            found: envelope.v,
+            line: line.to_owned(),
+        });
+    }
+    Ok(envelope.message)
+}
+
+// ---- echo server -------------------------------------------------------
+
+/// What `echo --json` prints (and what a worker tells its supervisor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EchoEvent {
+    /// First line: the server accepts connections.
+    Listening(EchoReady),
+    /// Last line: what it served.
+    Stats(EchoStats),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoReady {
+    pub addr: SocketAddr,
+    /// The supervisor (or single worker): the process to watch.
+    pub pid: u32,
+    pub workers: u64,
+    /// The worker processes, when there is a supervisor.
+    pub worker_pids: Vec<u32>,
+}
+
+/// Totals of one echo worker, or of all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoStats {
+    pub accepted: u64,
+    /// Closed by the peer or on error while serving.
+    pub closed: u64,
+    /// Still open when the worker stopped (closed by the shutdown).
+    pub open_at_exit: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl std::ops::AddAssign<&EchoStats> for EchoStats {
+    fn add_assign(&mut self, other: &EchoStats) {
+        self.accepted += other.accepted;
+        self.closed += other.closed;
+        self.open_at_exit += other.open_at_exit;
+        add_counts(&mut self.errors, &other.errors);
+    }
+}
+
+fn add_counts(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (name, n) in from {
+        *into.entry(name.clone()).or_insert(0) += n;
+    }
+}
+
+// ---- load shards -------------------------------------------------------
+
+/// Which side closes each connection in churn mode. The side that closes
+/// first keeps the TIME_WAIT socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseSide {
+    Client,
+    /// The server closes first: use with `echo --close-after-echo`.
+    Server,
+}
+
+/// The coordinator's orders to one shard (`load --shard-plan <line>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    pub target: SocketAddr,
+    /// Hold mode: connections to open. Churn mode: connections at a time.
+    pub connections: u64,
+    /// Connects per second, `None` = as fast as the server accepts.
+    pub rate: Option<u64>,
+    /// 0 = no messages.
+    pub message_bytes: usize,
+    pub interval: Duration,
+    pub source_ips: Vec<IpAddr>,
+    /// Where this shard starts in `source_ips`, so shards spread over them.
+    pub source_offset: usize,
+    /// Churn mode: who closes, and for how long to churn.
+    pub churn: Option<(CloseSide, Duration)>,
+    pub connect_timeout: Duration,
+    /// Stop ramping when no connection succeeded for this long.
+    pub stall_timeout: Duration,
+}
+
+/// Where a shard (or the selftest's ramp) is. An unknown name on the wire
+/// is an error, never a guess.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Phase {
+    #[default]
+    Ramp = 0,
+    Hold = 1,
+    Churn = 2,
+    Closing = 3,
+    Done = 4,
+    /// Connects stopped completing before the ramp was done.
+    Stalled = 5,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Ramp,
+        Phase::Hold,
+        Phase::Churn,
+        Phase::Closing,
+        Phase::Done,
+        Phase::Stalled,
+    ];
+
+    /// The phase stored as `phase as u8`, or `None` for any other number.
+    pub fn from_index(index: u64) -> Option<Phase> {
+        Phase::ALL.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// Past the ramp: holding, churning, closing, done or stalled.
+    pub fn ramped(self) -> bool {
+        self != Phase::Ramp
+    }
+}
+
+/// What a shard has done so far; the load's totals are their sum.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardCounts {
+    pub attempts: u64,
+    pub connected_total: u64,
+    pub closed_total: u64,
+    pub open: u64,
+    pub dropped_by_server: u64,
+    pub messages_ok: u64,
+    pub messages_bad: u64,
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl std::ops::AddAssign<&ShardCounts> for ShardCounts {
+    fn add_assign(&mut self, other: &ShardCounts) {
+        self.attempts += other.attempts;
+        self.connected_total += other.connected_total;
+        self.closed_total += other.closed_total;
+        self.open += other.open;
+        self.dropped_by_server += other.dropped_by_server;
+        self.messages_ok += other.messages_ok;
+        self.messages_bad += other.messages_bad;
+        add_counts(&mut self.failures, &other.failures);
+    }
+}
+
+/// A shard's progress line: its counts and its phase (one JSON object,
+/// the counts flattened into it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardProgress {
+    #[serde(flatten)]
+    pub counts: ShardCounts,
+    pub phase: Phase,
+}
+
+// ---- load --json -------------------------------------------------------
+
+/// What `load --json` prints: progress every second, `ramped` once when
+/// every shard finished its ramp, `done` at the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LoadEvent {
+    Progress(LoadProgress),
+    Ramped(LoadRamped),
+    Done(LoadOutcome),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadProgress {
+    pub elapsed_ms: u64,
+    /// Connections asked for.
+    pub target: u64,
+    pub open: u64,
+    pub connected_total: u64,
+    pub closed_total: u64,
+    pub rate_per_second: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub messages_ok: u64,
+    pub messages_bad: u64,
+    pub dropped_by_server: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadRamped {
+    pub elapsed_ms: u64,
+    pub open: u64,
+    pub target: u64,
+    pub reached: bool,
+    pub failures: BTreeMap<String, u64>,
+    pub verdict: Option<Verdict>,
+}
+
+/// The totals over all shards.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadTotals {
+    #[serde(flatten)]
+    pub counts: ShardCounts,
+    /// Shards that stopped ramping because connects stopped completing.
+    pub stalled_shards: u64,
+    /// Shards past their ramp (holding, stalled, closing or done).
+    pub ramped_shards: u64,
+    pub done_shards: u64,
+}
+
+impl std::ops::AddAssign<&ShardProgress> for LoadTotals {
+    fn add_assign(&mut self, p: &ShardProgress) {
+        self.counts += &p.counts;
+        self.stalled_shards += u64::from(p.phase == Phase::Stalled);
+        self.ramped_shards += u64::from(p.phase.ramped());
+        self.done_shards += u64::from(p.phase == Phase::Done);
+    }
+}
+
+/// What a whole load run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadOutcome {
+    pub target: SocketAddr,
+    pub requested: u64,
+    /// Most connections open at once.
+    pub peak_open: u64,
+    pub reached: bool,
+    pub ramp_seconds: f64,
+    /// The whole run, ramp, hold (or churn) and close.
+    pub elapsed_seconds: f64,
+    pub ramp_rate: f64,
+    pub processes: u64,
+    pub source_ips: usize,
+    pub totals: LoadTotals,
+    pub verdict: Option<Verdict>,
+    /// Churn mode: there is no count to reach, only failures to explain.
+    #[serde(skip)]
+    pub churned: bool,
+}
+
+impl LoadOutcome {
+    /// Stopped short of what was asked because a limit was hit: fewer
+    /// connections than requested, or a churn that ran into a limit.
+    pub fn fell_short(&self) -> bool {
+        !(self.reached || self.churned && self.verdict.is_none())
+    }
+}
+
+/// Which side of the connection a limit is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Client,
+    Server,
+    /// A box-wide limit both sides share.
+    Box,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client side",
+            Side::Server => "server side",
+            Side::Box => "box-wide",
+        })
+    }
+}
+
+/// Why a ramp stopped short (the load side's diagnosis).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub side: Side,
+    /// The errno that showed it, when one did.
+    pub errno: Option<String>,
+    /// The limit's short name, as the ceiling analysis names it.
+    pub limit: String,
+    pub explanation: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_carry_the_version_and_the_event_name() {
+        let ready = EchoEvent::Listening(EchoReady {
+            addr: "127.0.0.1:7007".parse().unwrap(),
+            pid: 42,
+            workers: 1,
+            worker_pids: vec![],
+        });
+        let line = to_line(&ready);
+        assert!(line.starts_with(r#"{"v":1,"event":"listening","#), "{line}");
+        assert_eq!(from_line::<EchoEvent>(&line).unwrap(), ready);
+        let other = line.replace(r#""v":1"#, r#""v":2"#);
+        assert!(matches!(
+            from_line::<EchoEvent>(&other),
+            Err(ProtocolError::Version { found: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn an_unknown_phase_is_an_error_not_a_ramp() {
+        let progress = ShardProgress {
+            phase: Phase::Hold,
+            ..ShardProgress::default()
+        };
+        let line = to_line(&progress);
+        assert_eq!(from_line::<ShardProgress>(&line).unwrap(), progress);
+        let bad = line.replace(r#""hold""#, r#""resting""#);
+        assert!(from_line::<ShardProgress>(&bad).is_err());
+        assert_eq!(
+            Phase::from_index(Phase::Stalled as u64),
+            Some(Phase::Stalled)
+        );
+        assert_eq!(Phase::from_index(6), None);
+    }
+
+    #[test]
+    fn load_events_round_trip() {
+        let done = LoadEvent::Ramped(LoadRamped {
+            elapsed_ms: 1500,
+            open: 10,
+            target: 20,
+            reached: false,
+            failures: BTreeMap::from([("EMFILE".to_owned(), 3)]),
+            verdict: None,
+        });
+        let line = to_line(&done);
+        assert!(line.contains(r#""event":"ramped""#), "{line}");
+        assert!(matches!(
+            from_line::<LoadEvent>(&line).unwrap(),
+            LoadEvent::Ramped(LoadRamped { open: 10, .. })
+        ));
+    }
+}

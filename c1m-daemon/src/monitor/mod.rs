@@ -1,0 +1,13 @@
+//! The monitor: everything that watches a running target. The sampler
+//! owns the probes and the target set, takes samples, and builds reports;
+//! `gather` reads the limits the ceiling analysis weighs (the I/O half of
+//! the ceiling; the formulas in `analysis` stay pure); `daemon_info`
+//! describes c1m itself beside each report.
+
+mod daemon_info;
+pub mod gather;
+mod sampler;
+mod target_set;
+
+pub use daemon_info::DaemonInfo;
+pub use sampler::Sampler;
