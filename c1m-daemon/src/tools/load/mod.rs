@@ -8,6 +8,8 @@
 //! coordinator sums them.
 
 pub mod diagnose;
+pub mod greeting;
+pub mod latency;
 mod shard;
 pub mod source_ips;
 
@@ -63,6 +65,9 @@ pub struct LoadOptions {
     pub processes: Option<u64>,
     pub server_pid: Option<u32>,
     pub json: bool,
+    /// What each connection says once connected (`--send/--expect`,
+    /// `--http`); `None` holds it idle.
+    pub greeting: Option<greeting::Greeting>,
 }
 
 /// The totals over all shards.
@@ -131,6 +136,7 @@ pub fn plan_shards(
                 churn: options.churn,
                 connect_timeout: options.connect_timeout,
                 stall_timeout: options.stall_timeout,
+                greeting: options.greeting.clone(),
             }
         })
         .collect()
@@ -285,7 +291,8 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
                     json!({"event": "ramped", "elapsed_ms": started.elapsed().as_millis() as u64,
                            "open": totals.counts.open, "target": options.connections,
                            "reached": peak_open >= options.connections,
-                           "failures": totals.counts.failures, "verdict": verdict})
+                           "failures": totals.counts.failures, "verdict": verdict,
+                           "connect_latency_us": totals.counts.connect_latency_us})
                 );
             }
         }
@@ -546,6 +553,7 @@ mod tests {
             processes: None,
             server_pid: None,
             json: false,
+            greeting: None,
         }
     }
 

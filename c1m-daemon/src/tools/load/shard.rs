@@ -24,6 +24,10 @@ use tokio::{
     time::Instant,
 };
 
+use super::{
+    greeting::{Greeting, greet},
+    latency::LatencyCounters,
+};
 use crate::tools::errno::ErrorCounts;
 
 /// Which side closes each connection in churn mode. The side that closes
@@ -54,6 +58,9 @@ pub struct ShardPlan {
     pub connect_timeout: Duration,
     /// Stop ramping when no connection succeeded for this long.
     pub stall_timeout: Duration,
+    /// What each connection says once connected (`None`: nothing).
+    #[serde(default)]
+    pub greeting: Option<Greeting>,
 }
 
 /// Connects in flight at once per shard: enough to saturate a loopback
@@ -73,6 +80,8 @@ pub struct ShardCounters {
     pub failures: ErrorCounts,
     /// 0 ramping, 1 holding, 2 churning, 3 closing, 4 done, 5 stalled.
     pub phase: AtomicU64,
+    /// Time from connect() to open (answered, with a greeting or messages).
+    pub connect_latency: LatencyCounters,
 }
 
 /// What a shard has done so far; the load's totals are their sum.
@@ -86,6 +95,9 @@ pub struct ShardCounts {
     pub messages_ok: u64,
     pub messages_bad: u64,
     pub failures: BTreeMap<String, u64>,
+    /// Histogram of connect latencies (see `latency.rs`).
+    #[serde(default)]
+    pub connect_latency_us: Vec<u64>,
 }
 
 impl ShardCounts {
@@ -100,6 +112,7 @@ impl ShardCounts {
         for (name, n) in &other.failures {
             *self.failures.entry(name.clone()).or_insert(0) += n;
         }
+        super::latency::add(&mut self.connect_latency_us, &other.connect_latency_us);
     }
 }
 
@@ -133,6 +146,7 @@ impl ShardCounters {
                 messages_ok: self.messages_ok.load(Ordering::Relaxed),
                 messages_bad: self.messages_bad.load(Ordering::Relaxed),
                 failures: self.failures.snapshot(),
+                connect_latency_us: self.connect_latency.snapshot(),
             },
             phase: PHASES[self.phase.load(Ordering::Relaxed) as usize % PHASES.len()].to_owned(),
         }
@@ -190,8 +204,16 @@ async fn ramp_and_hold(
         let (plan, counters, hold_signal) = (plan.clone(), counters.clone(), hold_signal.clone());
         let connect_served = move |plan: &ShardPlan| {
             let (target, timeout, bytes) = (plan.target, plan.connect_timeout, plan.message_bytes);
+            let greeting = plan.greeting.clone();
             async move {
                 let mut stream = connect(target, source, timeout).await?;
+                if let Some(greeting) = &greeting {
+                    match tokio::time::timeout(timeout, greet(&mut stream, greeting, target)).await
+                    {
+                        Ok(result) => result?,
+                        Err(_) => return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+                    }
+                }
                 // The kernel completes handshakes for connections still in
                 // the server's accept queue; with messages on, a connection
                 // counts only once the server has answered on it.
@@ -208,10 +230,12 @@ async fn ramp_and_hold(
         };
         tasks.spawn(async move {
             counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let served = connect_served(&plan).await;
             drop(permit);
             match served {
                 Ok(stream) => {
+                    counters.connect_latency.record(started.elapsed());
                     counters.connected_total.fetch_add(1, Ordering::Relaxed);
                     hold_connection(stream, &plan, &counters, hold_signal).await;
                     counters.closed_total.fetch_add(1, Ordering::Relaxed);
