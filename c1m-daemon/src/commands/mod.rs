@@ -2,6 +2,7 @@
 //! error that `main` prints on one line.
 
 mod doctor;
+pub mod ramp;
 mod report;
 mod run;
 
@@ -42,6 +43,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                 interval: std::time::Duration::from_secs(1),
             })
         }
+        Command::Ramp(args) => ramp::run(&args),
+        Command::Diff(args) => ramp::diff::run(&args),
         Command::Load(args) => match &args.shard_plan {
             Some(plan) => crate::tools::load::run_as_shard(plan),
             None => crate::tools::load::run(args.options()?),
