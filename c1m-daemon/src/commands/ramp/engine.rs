@@ -405,7 +405,12 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    if stopped.is_none() {
+    if stopped.is_none() && !plan.hold.is_zero() {
+        eprintln!(
+            "c1m ramp: {} held: {held} connections open, releasing them in {}",
+            plan.phase,
+            humantime::format_duration(plan.hold)
+        );
         tokio::time::sleep(plan.hold).await;
     }
     let errnos = sum_errnos(&loads);

@@ -344,10 +344,17 @@ fn verdict_text(r: &RampResult) -> String {
                     (Some(_), Some(r2)) if r2 >= 0.9 => format!("marginal, r2 {r2:.2}"),
                     _ => "average".to_owned(),
                 };
-                line.push_str(&format!(
-                    "; your server adds {} per connection in userspace ({how})",
-                    bytes(u - f)
-                ));
+                line.push_str(&if u >= f {
+                    format!(
+                        "; your server adds {} per connection in userspace ({how})",
+                        bytes(u - f)
+                    )
+                } else {
+                    format!(
+                        "; your server uses {} less than the floor per connection in userspace ({how})",
+                        bytes(f - u)
+                    )
+                });
             }
         }
         line.push('.');
