@@ -100,9 +100,15 @@
     const box = el("div", { class: "chart", id });
     charts.append(el("div", { class: "card" }, el("h2", {}, title), box));
     if (data[0].length === 0) return;
-    const width = Math.max(300, box.clientWidth || 560);
-    new uPlot({ width, height: 220, series: [{ label: "s" }, ...series], axes: axes || [{}, { size: 70 }] }, data, box);
+    // Drawn once every card of the grid is in place (a lone card spans it).
+    pending.push(() => {
+    const width = Math.max(300, Math.floor(box.getBoundingClientRect().width) - 4);
+    const x = { label: "seconds", value: (u, v) => (v == null ? "–" : `${v.toFixed(1)} s`) };
+    new uPlot({ width, height: 220, scales: { x: { time: false } }, series: [x, ...series],
+                axes: axes || [{}, { size: 70 }] }, data, box);
+    });
   }
+  const pending = [];
   const t = [0, ...r.steps.map((s) => s.seconds)];
   chart("Connections and failures over time", "chart-connections", [
     { label: "connections open", stroke: "#2563eb", width: 2 },
@@ -114,6 +120,8 @@
     { label: "userspace bytes", stroke: "#db2777", width: 2 },
   ], [t, [null, ...r.steps.map((s) => s.kernel_bytes)], [null, ...r.steps.map((s) => s.user_bytes)]],
   [{}, { size: 80, values: (u, vals) => vals.map(fmtBytes) }]);
+
+  for (const draw of pending) draw();
 
   // The client's view.
   const l = r.connect_latency_us;

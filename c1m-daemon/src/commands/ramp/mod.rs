@@ -389,7 +389,7 @@ fn verdict_text(r: &RampResult) -> String {
         lines.push(format!("Not measured: {what}."));
     }
     if let Some(ceiling) = &r.ceiling {
-        lines.push(format!("Ceiling: {}", ceiling.verdict));
+        lines.push(ceiling.verdict.clone());
     }
     lines.join("\n")
 }
