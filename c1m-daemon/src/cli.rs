@@ -11,7 +11,7 @@ use crate::{
     human::{parse_duration, parse_rate, parse_size},
     loadgen::{
         echo::EchoOptions,
-        load::{CloseSide, LoadOptions},
+        load::{CloseSide, LoadOptions, greeting::Greeting},
     },
 };
 
@@ -64,6 +64,93 @@ pub enum Command {
     /// projected for the box. The report is served at --listen meanwhile.
     /// Exit code 4 when it stopped short of N.
     Selftest(SelftestArgs),
+    /// Ramp your own server: open connections to --target in --steps steps
+    /// with the bundled load generator, price them at each step (with --pid:
+    /// kernel bytes, userspace marginal bytes, fds), and stop at
+    /// --connections or at the first failure class (refused, reset, timed
+    /// out, accepted then closed, accept queue full, the load side's own
+    /// errno, the target's memory pressure, the target exiting), naming the
+    /// limit that binds with its evidence; then release every connection.
+    /// Beside it, the bundled echo server ramped the same way (the floor:
+    /// what any server pays per connection on this box).
+    ///
+    /// Exit codes: 0 reached --connections, 4 a limit stopped it, 3 the
+    /// target exited, 1 error.
+    Ramp(RampArgs),
+    /// Compare two `ramp --json` files: what changed in connections
+    /// reached, the stop and the binding limit, the ceiling's limits, costs
+    /// per connection, sysctls and rlimits.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RampArgs {
+    /// The server to ramp, e.g. 127.0.0.1:6379.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: std::net::SocketAddr,
+    /// The server's process (children follow). Without it the ramp reports
+    /// only what the client sees: the server-side cost and limits are not
+    /// measured.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Connections to ramp to.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub connections: u64,
+    /// Steps of the ramp (costs are sampled at each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub steps: u64,
+    /// Connects per second, e.g. `2000/s` (default: as fast as the server
+    /// answers).
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<u64>,
+    /// How long to hold all connections once open, before releasing them.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Source addresses to spread connections over (as `load`; default on
+    /// 127.0.0.0/8: disjoint ranges per step).
+    #[arg(long, value_parser = parse_source_ips)]
+    pub source_ips: Option<SourceIps>,
+    #[command(flatten)]
+    pub greeting: GreetingArgs,
+    /// Give up on a connect (or its answer) after this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Write the result as JSON to this file (`diff` and `--baseline` read it).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Write a self-contained HTML report to this file (no network needed to
+    /// open it).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
+    /// Use the floor of a previous `ramp --json` or `selftest --json` of the
+    /// echo server instead of ramping it again.
+    #[arg(long, value_name = "FILE.json", conflicts_with = "no_floor")]
+    pub baseline: Option<std::path::PathBuf>,
+    /// Skip the echo floor.
+    #[arg(long)]
+    pub no_floor: bool,
+    /// Where to serve the dashboard during the run; port 0 picks a free
+    /// port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Token the API wants on every route but /api/v1/health (required when
+    /// --listen is not a loopback address).
+    #[arg(long, env = "C1M_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Give up the ramp (floor included) after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub max_duration: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier run (`ramp --json`).
+    pub before: std::path::PathBuf,
+    /// The later run.
+    pub after: std::path::PathBuf,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,9 +302,50 @@ pub struct LoadArgs {
     /// Print JSON lines (progress every second, then `done`) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub greeting: GreetingArgs,
     /// Internal: run one shard of a load with this JSON plan.
     #[arg(long, hide = true)]
     pub shard_plan: Option<String>,
+}
+
+/// What each connection says once connected (`load` and `ramp`).
+#[derive(Debug, Clone, Args)]
+pub struct GreetingArgs {
+    /// Send this once on each connection after connecting (C-style escapes:
+    /// `\r\n`, `\xHH`), e.g. `PING\r\n` for redis; the connection counts
+    /// as open once the reply contains --expect.
+    #[arg(long, value_name = "TEXT", conflicts_with = "http")]
+    pub send: Option<String>,
+    /// With --send: text the reply must contain, e.g. `+PONG` (default: any
+    /// reply).
+    #[arg(long, value_name = "TEXT", requires = "send")]
+    pub expect: Option<String>,
+    /// Send one keep-alive `GET PATH HTTP/1.1` (with a Host header) on each
+    /// connection and read the whole response (headers, then Content-Length
+    /// bytes of body); the connection counts as open once answered.
+    #[arg(long, value_name = "PATH")]
+    pub http: Option<String>,
+}
+
+impl GreetingArgs {
+    pub fn greeting(&self) -> anyhow::Result<Option<Greeting>> {
+        use crate::loadgen::load::greeting::unescape;
+        if let Some(path) = &self.http {
+            if !path.starts_with('/') {
+                anyhow::bail!("--http {path:?}: give a path starting with /, e.g. --http /");
+            }
+            return Ok(Some(Greeting::Http { path: path.clone() }));
+        }
+        let Some(send) = &self.send else {
+            return Ok(None);
+        };
+        Ok(Some(Greeting::Send {
+            send: unescape(send).map_err(|e| anyhow::anyhow!("--send {e}"))?,
+            expect: unescape(self.expect.as_deref().unwrap_or(""))
+                .map_err(|e| anyhow::anyhow!("--expect {e}"))?,
+        }))
+    }
 }
 
 /// A parsed `--source-ips` list (a newtype so clap keeps it as one value).
@@ -252,6 +380,7 @@ impl LoadArgs {
             processes: self.processes,
             server_pid: self.server_pid,
             json: self.json,
+            greeting: self.greeting.greeting()?,
         })
     }
 }

@@ -5,6 +5,8 @@
 //! - `cargo xtask test`: every test, kernel tests included (they may not
 //!   skip), the dashboard's browser test, and a short fuzz of the parsers.
 //! - `cargo xtask selftest [-- args]`: the echo-server ramp (release build).
+//! - `cargo xtask ramp -- --target HOST:PORT --pid PID ...`: ramp your own
+//!   server (release build).
 //! - `cargo xtask setup`: only the set-up (apt packages, bpf-linker, the
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
@@ -72,6 +74,13 @@ enum Task {
     /// Build (release) and run `c1m-daemon selftest` with these arguments:
     /// ramp the bundled echo server as far as this box allows.
     Selftest {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build (release) and run `c1m-daemon ramp` with these arguments:
+    /// ramp your own server, e.g. `cargo xtask ramp -- --target
+    /// 127.0.0.1:6379 --pid 1234 --connections 10000`.
+    Ramp {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -173,22 +182,31 @@ fn run(task: Task) -> anyhow::Result<()> {
             setup::ensure_build_prerequisites()?;
             run_daemon(std::iter::once("selftest".to_owned()).chain(args))
         }
+        Task::Ramp { args } => {
+            setup::ensure_build_prerequisites()?;
+            run_daemon(std::iter::once("ramp".to_owned()).chain(args))
+        }
     }
 }
 
-/// `node web/tests/dashboard.test.mjs` against the debug daemon cargo test
-/// just built; it saves `target/dashboard.png`.
+/// The browser tests against the debug daemon cargo test just built:
+/// `web/tests/dashboard.test.mjs` (saves `target/dashboard.png`) and
+/// `web/tests/ramp-report.test.mjs` (the ramp's HTML report from file://,
+/// saves `target/ramp-report.{html,png}`).
 fn browser_test() -> anyhow::Result<()> {
     let root = workspace_root();
-    let status = Command::new("node")
-        .arg(root.join("web/tests/dashboard.test.mjs"))
-        .current_dir(&root)
-        .env("C1M_DAEMON", root.join("target/debug/c1m-daemon"))
-        .env("C1M_SCREENSHOT", root.join("target/dashboard.png"))
-        .status()
-        .context("running node (the dashboard's browser test)")?;
-    if !status.success() {
-        bail!("the dashboard's browser test failed ({status})");
+    for test in ["dashboard.test.mjs", "ramp-report.test.mjs"] {
+        let status = Command::new("node")
+            .arg(root.join("web/tests").join(test))
+            .current_dir(&root)
+            .env("C1M_DAEMON", root.join("target/debug/c1m-daemon"))
+            .env("C1M_SCREENSHOT", root.join("target/dashboard.png"))
+            .env("C1M_RAMP_REPORT", root.join("target/ramp-report.html"))
+            .status()
+            .with_context(|| format!("running node (the browser test {test})"))?;
+        if !status.success() {
+            bail!("the browser test {test} failed ({status})");
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! (a load that fell short, a target that exited) into exit codes.
 
 mod doctor;
+pub mod ramp;
 mod report;
 mod run;
 mod selftest;
@@ -25,6 +26,8 @@ pub fn run(command: Command) -> anyhow::Result<Exit> {
             max_duration: args.max_duration,
             interval: std::time::Duration::from_secs(1),
         }),
+        Command::Ramp(args) => ramp::run(&args),
+        Command::Diff(args) => ramp::diff::run(&args).map(|()| Exit::Ok),
         Command::Load(args) => match &args.shard_plan {
             Some(plan) => loadgen::load::run_as_shard(plan).map(|()| Exit::Ok),
             None => {

@@ -136,6 +136,22 @@ pub struct ShardPlan {
     pub connect_timeout: Duration,
     /// Stop ramping when no connection succeeded for this long.
     pub stall_timeout: Duration,
+    /// What each connection says once connected (`None`: nothing).
+    #[serde(default)]
+    pub greeting: Option<Greeting>,
+}
+
+/// What each load connection says once connected, so a server that
+/// allocates per client on first use is priced as in production.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Greeting {
+    /// Send `send`, then read until the reply contains `expect` (an empty
+    /// `expect` waits for any reply).
+    Send { send: Vec<u8>, expect: Vec<u8> },
+    /// `GET path HTTP/1.1` with a Host header, keep-alive; the response's
+    /// headers and its Content-Length body are read.
+    Http { path: String },
 }
 
 /// Where a shard (or the selftest's ramp) is. An unknown name on the wire
@@ -186,6 +202,10 @@ pub struct ShardCounts {
     pub messages_ok: u64,
     pub messages_bad: u64,
     pub failures: BTreeMap<String, u64>,
+    /// Histogram of connect latencies (buckets as `load/latency.rs` lays
+    /// them out).
+    #[serde(default)]
+    pub connect_latency_us: Vec<u64>,
 }
 
 impl std::ops::AddAssign<&ShardCounts> for ShardCounts {
@@ -198,6 +218,18 @@ impl std::ops::AddAssign<&ShardCounts> for ShardCounts {
         self.messages_ok += other.messages_ok;
         self.messages_bad += other.messages_bad;
         add_counts(&mut self.failures, &other.failures);
+        // Histograms add bucket by bucket.
+        if self.connect_latency_us.len() < other.connect_latency_us.len() {
+            self.connect_latency_us
+                .resize(other.connect_latency_us.len(), 0);
+        }
+        for (sum, n) in self
+            .connect_latency_us
+            .iter_mut()
+            .zip(&other.connect_latency_us)
+        {
+            *sum += n;
+        }
     }
 }
 
@@ -245,6 +277,9 @@ pub struct LoadRamped {
     pub reached: bool,
     pub failures: BTreeMap<String, u64>,
     pub verdict: Option<Verdict>,
+    /// Histogram of connect latencies so far.
+    #[serde(default)]
+    pub connect_latency_us: Vec<u64>,
 }
 
 /// The totals over all shards.
@@ -376,6 +411,7 @@ mod tests {
             reached: false,
             failures: BTreeMap::from([("EMFILE".to_owned(), 3)]),
             verdict: None,
+            connect_latency_us: Vec::new(),
         });
         let line = to_line(&done);
         assert!(line.contains(r#""event":"ramped""#), "{line}");

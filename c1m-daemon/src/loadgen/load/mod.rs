@@ -8,6 +8,8 @@
 //! coordinator sums them.
 
 pub mod diagnose;
+pub mod greeting;
+pub mod latency;
 mod shard;
 pub mod source_ips;
 
@@ -63,6 +65,9 @@ pub struct LoadOptions {
     pub processes: Option<u64>,
     pub server_pid: Option<u32>,
     pub json: bool,
+    /// What each connection says once connected (`--send/--expect`,
+    /// `--http`); `None` holds it idle.
+    pub greeting: Option<greeting::Greeting>,
 }
 
 /// Plan the shards: enough processes for the fd limit, the rate split
@@ -92,6 +97,7 @@ pub fn plan_shards(
                 churn: options.churn,
                 connect_timeout: options.connect_timeout,
                 stall_timeout: options.stall_timeout,
+                greeting: options.greeting.clone(),
             }
         })
         .collect()
@@ -239,6 +245,7 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
                         reached: peak_open >= options.connections,
                         failures: totals.counts.failures.clone(),
                         verdict: verdict.clone(),
+                        connect_latency_us: totals.counts.connect_latency_us.clone(),
                     }))
                 );
             }
@@ -502,6 +509,7 @@ mod tests {
             processes: None,
             server_pid: None,
             json: false,
+            greeting: None,
         }
     }
 

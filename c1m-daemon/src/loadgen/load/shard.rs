@@ -22,6 +22,7 @@ use tokio::{
     time::Instant,
 };
 
+use super::{greeting::greet, latency::LatencyCounters};
 use crate::loadgen::{
     errno::ErrorCounts,
     protocol::{CloseSide, Phase, ShardCounts, ShardPlan, ShardProgress},
@@ -44,6 +45,8 @@ pub struct ShardCounters {
     pub failures: ErrorCounts,
     /// The shard's [`Phase`], as `phase as u8`.
     pub phase: AtomicU8,
+    /// Time from connect() to open (answered, with a greeting or messages).
+    pub connect_latency: LatencyCounters,
 }
 
 impl ShardCounters {
@@ -64,6 +67,7 @@ impl ShardCounters {
                 messages_ok: self.messages_ok.load(Ordering::Relaxed),
                 messages_bad: self.messages_bad.load(Ordering::Relaxed),
                 failures: self.failures.snapshot(),
+                connect_latency_us: self.connect_latency.snapshot(),
             },
             phase: Phase::from_index(u64::from(self.phase.load(Ordering::Relaxed)))
                 .expect("set_phase stores only phases"),
@@ -122,8 +126,16 @@ async fn ramp_and_hold(
         let (plan, counters, hold_signal) = (plan.clone(), counters.clone(), hold_signal.clone());
         let connect_served = move |plan: &ShardPlan| {
             let (target, timeout, bytes) = (plan.target, plan.connect_timeout, plan.message_bytes);
+            let greeting = plan.greeting.clone();
             async move {
                 let mut stream = connect(target, source, timeout).await?;
+                if let Some(greeting) = &greeting {
+                    match tokio::time::timeout(timeout, greet(&mut stream, greeting, target)).await
+                    {
+                        Ok(result) => result?,
+                        Err(_) => return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+                    }
+                }
                 // The kernel completes handshakes for connections still in
                 // the server's accept queue; with messages on, a connection
                 // counts only once the server has answered on it.
@@ -140,10 +152,12 @@ async fn ramp_and_hold(
         };
         tasks.spawn(async move {
             counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let served = connect_served(&plan).await;
             drop(permit);
             match served {
                 Ok(stream) => {
+                    counters.connect_latency.record(started.elapsed());
                     counters.connected_total.fetch_add(1, Ordering::Relaxed);
                     hold_connection(stream, &plan, &counters, hold_signal).await;
                     counters.closed_total.fetch_add(1, Ordering::Relaxed);
