@@ -25,8 +25,10 @@ pub struct OwnedSock {
     pub origin: u8,
     /// Address family (`AF_INET` = 2, `AF_INET6` = 10).
     pub family: u16,
-    /// `bpf_ktime_get_ns()` when an accepted socket became ESTABLISHED (0
-    /// before): how soon the server closed it tells a refusal from service.
+    /// `bpf_ktime_get_ns()` when the target accepted this socket (its
+    /// accept() returned it), or when it became ESTABLISHED where accepts
+    /// are not seen (0 before either): how soon the server closed it after
+    /// that tells a refusal from service.
     pub established_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<OwnedSock>() == 16);
@@ -95,10 +97,17 @@ pub struct SockOffsets {
     pub skc_dport: u32,
     pub skc_v6_daddr: u32,
     pub skc_v6_rcv_saddr: u32,
+    /// `task_struct.files`, `files_struct.fdt`, `fdtable.fd`,
+    /// `file.private_data`: from the fd an accept() returned to its socket,
+    /// to time a refusal from the accept rather than the handshake.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub file_private_data: u32,
     /// Reserved (keeps the size a multiple of 16).
     pub _pad: [u32; 2],
 }
-const _: () = assert!(core::mem::size_of::<SockOffsets>() == 96);
+const _: () = assert!(core::mem::size_of::<SockOffsets>() == 112);
 
 impl SockOffsets {
     /// All unknown: what the kernel side holds until the daemon sets it.
@@ -125,6 +134,10 @@ impl SockOffsets {
         skc_dport: 0,
         skc_v6_daddr: 0,
         skc_v6_rcv_saddr: 0,
+        task_files: 0,
+        files_fdt: 0,
+        fdtable_fd: 0,
+        file_private_data: 0,
         _pad: [0; 2],
     };
 }

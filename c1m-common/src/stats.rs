@@ -95,10 +95,10 @@ pub enum TargetEvent {
 /// Slots in the `TARGET_EVENTS` array.
 pub const TARGET_EVENT_SLOTS: u32 = 7;
 
-/// A server that closes a connection this soon after its handshake, without
-/// reading from it, refused it. Counted from the handshake (the kernel has
-/// no event for the accept itself), so it allows for time in the accept
-/// queue of a busy server; idle timeouts are seconds or more.
+/// A server that closes a connection this soon after accepting it, without
+/// reading from it, refused it. Timed from the accept() (seen at its
+/// syscall exit), else from the handshake; a second allows for a server
+/// slowed by a loaded box; idle timeouts are seconds or more.
 pub const REFUSAL_WINDOW_NS: u64 = 1_000_000_000;
 
 impl TargetEvent {

@@ -60,6 +60,7 @@ pub fn analyze(i: &CeilingInputs) -> Ceiling {
         binding,
         limits,
         verdict,
+        window: i.evidence.clone(),
     }
 }
 
@@ -766,6 +767,7 @@ mod tests {
             listeners: vec![listener(6379, 0, dropped)],
             connections_min: held,
             connections_max: held,
+            steady_seconds: 3.0,
             listeners_known: true,
             ..WindowEvidence::default()
         }

@@ -51,7 +51,9 @@ pub fn attribute(i: &CeilingInputs, limits: &mut Vec<Limit>) {
         }
     }
     // Accepted connections (those in the accept queues are not yet).
-    let held = e.connections_max;
+    // The least it held lately: a connection it accepted and is about to
+    // refuse counts for a moment too.
+    let held = e.connections_min;
     let turning_away = e.turning_away();
     let refusing = e.refused > 0;
     let stopped_accepting = turning_away && !refusing;

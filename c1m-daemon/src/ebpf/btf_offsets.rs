@@ -59,13 +59,18 @@ pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
         skc_dport: optional(btf, "sock", "skc_dport"),
         skc_v6_daddr: optional(btf, "sock", "skc_v6_daddr"),
         skc_v6_rcv_saddr: optional(btf, "sock", "skc_v6_rcv_saddr"),
+        task_files: optional(btf, "task_struct", "files"),
+        files_fdt: member_offset(btf, "files_struct", "fdt").unwrap_or(0),
+        fdtable_fd: optional(btf, "fdtable", "fd"),
+        file_private_data: optional(btf, "file", "private_data"),
         ..SockOffsets::ZERO
     })
 }
 
 /// An offset the probes can do without: 0 (and a warning) when this
 /// kernel's BTF lacks it. No field c1m reads this way sits at offset 0
-/// (but `skc_daddr`, which is only read when `skc_dport` is known).
+/// (but `skc_daddr` and `files_fdt`, which are only read when `skc_dport`
+/// and `task_files` are known).
 fn optional(btf: &Btf, strukt: &str, member: &str) -> u32 {
     member_offset(btf, strukt, member).unwrap_or_else(|err| {
         log::warn!("{err}: the evidence that needs it is not collected on this kernel");

@@ -58,4 +58,7 @@ pub struct Ceiling {
     pub limits: Vec<Limit>,
     /// One sentence: the binding limit and the next one.
     pub verdict: String,
+    /// The target's own signs over the evidence window that "being hit"
+    /// was decided on (refusals, its listeners' queues, failed accepts).
+    pub window: super::evidence::WindowEvidence,
 }

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, time::Duration};
 use c1m_common::ListenerSlot;
 use serde::Serialize;
 
-use super::{report::Sample, sock_scan::SockScan};
+use super::{sample::Sample, sock_scan::SockScan};
 
 /// How far back "now" reaches.
 pub const EVIDENCE_WINDOW: Duration = Duration::from_secs(10);
@@ -22,6 +22,9 @@ pub const EVIDENCE_WINDOW: Duration = Duration::from_secs(10);
 /// How long the count must have held still to be a plateau: the ramp that
 /// led up to it may sit in the evidence window too.
 pub const PLATEAU: Duration = Duration::from_secs(3);
+
+/// The least time the samples of a plateau must span.
+pub const PLATEAU_MIN_SPAN: Duration = Duration::from_secs(2);
 
 /// One listener of the target, now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +64,10 @@ pub struct WindowEvidence {
     /// while it refuses.
     pub connections_min: u64,
     pub connections_max: u64,
+    /// How long those samples span: a plateau needs at least
+    /// [`PLATEAU_MIN_SPAN`] of them (a first sample or two right after a
+    /// fast ramp say nothing about holding still).
+    pub steady_seconds: f64,
     /// Whether the counts needed are there (false without a socket walk:
     /// listener queues unknown).
     pub listeners_known: bool,
@@ -92,7 +99,8 @@ impl WindowEvidence {
     /// The count held still lately (within 1%, or 2 connections).
     pub fn plateau(&self) -> bool {
         let spread = self.connections_max - self.connections_min;
-        spread <= (self.connections_max / 100).max(2)
+        self.steady_seconds >= PLATEAU_MIN_SPAN.as_secs_f64()
+            && spread <= (self.connections_max / 100).max(2)
     }
 
     /// Turning new connections away right now, by the target's own signs:
@@ -184,6 +192,7 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
         listeners,
         connections_min: counts.iter().copied().min().unwrap_or(0),
         connections_max: counts.iter().copied().max().unwrap_or(0),
+        steady_seconds: last.at_seconds - samples[recent].at_seconds,
         listeners_known: last.scan.is_some(),
     }
 }
@@ -227,6 +236,7 @@ mod tests {
                 ("closed_after_accept", refused),
             ]
             .into(),
+            connection_fds: None,
         }
     }
 

@@ -4,5 +4,6 @@ pub mod ceiling;
 pub mod evidence;
 pub mod regression;
 pub mod report;
+pub mod sample;
 pub mod sock_scan;
 pub mod transitions;

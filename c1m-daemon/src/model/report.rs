@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::{
     regression::fit_line,
+    sample::Sample,
     sock_scan::{Buffers, SockScan, SocketKinds},
     transitions::TransitionCounts,
 };
@@ -18,63 +19,6 @@ use crate::system::slabinfo::SlabCache;
 
 /// TCP_TIMEWAIT_LEN: a TIME_WAIT socket lives 60 s (fixed in Linux).
 pub const TIME_WAIT_SECONDS: f64 = 60.0;
-
-/// The target's own evidence counters since c1m attached (cumulative; the
-/// window takes differences), by `c1m_common::TargetEvent` name.
-pub type EventCounts = BTreeMap<&'static str, u64>;
-
-/// One sample of the target.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub at_seconds: f64,
-    pub transitions: TransitionCounts,
-    /// The `iter/tcp` scan, when this kernel allows it.
-    pub scan: Option<SockScan>,
-    /// Whether the scan (and fd count) was taken for this sample, rather
-    /// than carried over from an earlier one: at a million sockets a walk
-    /// takes over a second, so walks run less often than samples.
-    pub scan_fresh: bool,
-    /// PSS summed over the target's processes.
-    pub user_bytes: u64,
-    pub open_fds: u64,
-    /// Threads of all target processes.
-    pub threads: u64,
-    /// The target's own evidence counters (refusals, failed accepts),
-    /// cumulative since attach.
-    pub events: EventCounts,
-}
-
-impl Sample {
-    /// Open connections: exact from the scan (which also sees connections
-    /// accepted before c1m attached), else from the transitions seen.
-    pub fn connections(&self) -> u64 {
-        match &self.scan {
-            Some(scan) => scan.current(),
-            None => open_connections(&self.transitions),
-        }
-    }
-
-    /// Connections the target holds: accepted (not waiting in its accept
-    /// queues) and not on their way out (FIN_WAIT*, CLOSING, LAST_ACK).
-    /// What a server's own cap counts.
-    pub fn held(&self) -> u64 {
-        let by_state = match &self.scan {
-            Some(scan) => scan.by_state(),
-            None => self.transitions.current_by_state(),
-        };
-        let open: u64 = ["SYN_RECV", "ESTABLISHED", "CLOSE_WAIT"]
-            .iter()
-            .map(|state| by_state.get(state).copied().unwrap_or(0))
-            .sum();
-        let queued: u64 = self
-            .scan
-            .iter()
-            .flat_map(|scan| &scan.listeners)
-            .map(|l| u64::from(l.queued))
-            .sum();
-        open.saturating_sub(queued)
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -174,16 +118,6 @@ pub struct Context<'a> {
     pub uses_epoll: bool,
     pub max_tw_buckets: Option<u64>,
     pub drops: BTreeMap<&'static str, u64>,
-}
-
-/// Open connections in a transition total: sockets in any state but
-/// LISTEN (not a connection) and CLOSE (gone).
-pub fn open_connections(t: &TransitionCounts) -> u64 {
-    t.current_by_state()
-        .iter()
-        .filter(|(state, _)| **state != "LISTEN")
-        .map(|(_, n)| n)
-        .sum()
 }
 
 fn abortive_closes(t: &TransitionCounts) -> u64 {
@@ -457,6 +391,7 @@ pub mod tests {
             open_fds: n + 10,
             threads: 2,
             events: BTreeMap::new(),
+            connection_fds: None,
         }
     }
 
@@ -603,6 +538,7 @@ mod scan_tests {
             open_fds: 80,
             threads: 1,
             events: BTreeMap::new(),
+            connection_fds: None,
         };
         let ctx = Context {
             pids: vec![1],
@@ -654,6 +590,7 @@ mod scan_tests {
             open_fds: 10,
             threads: 1,
             events,
+            connection_fds: None,
         };
         let slabs = BTreeMap::new();
         let ctx = || Context {

@@ -22,7 +22,8 @@ use crate::{
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
-        report::{Context, Report, Sample, build_report},
+        report::{Context, Report, build_report},
+        sample::Sample,
     },
     system::{
         apps::{AppLimits, read_app_limits, server_processes},
@@ -190,6 +191,9 @@ impl Sampler {
         };
         self.walk_wait = wait_started.elapsed();
         let open_fds = self.fds_by_pid.values().sum();
+        let connection_fds = scan
+            .is_some()
+            .then(|| self.connection_fds_by_pid.values().sum());
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,
@@ -210,6 +214,7 @@ impl Sampler {
             open_fds,
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
             events: self.probes.read_events()?,
+            connection_fds,
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
