@@ -12,7 +12,6 @@ use std::{
 };
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
     process::{Child, ChildStdout},
@@ -30,7 +29,7 @@ use crate::{
             latency,
             source_ips::auto_source_ips,
         },
-        protocol::Verdict,
+        protocol::{LoadEvent, Verdict, from_line},
     },
     model::report::Report,
     monitor::Sampler,
@@ -297,26 +296,36 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
                     let Ok(Some(line)) = line else {
                         break StepEnd::Failed(dominant(&load.errnos), None);
                     };
-                    let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
-                    open_now = event["open"].as_u64().unwrap_or(open_now);
-                    if let Some(rate) = event["rate_per_second"].as_u64() {
-                        progress.rate_per_second = rate;
-                    }
-                    if let Ok(f) = serde_json::from_value::<BTreeMap<String, u64>>(event["failures"].clone()) {
-                        load.errnos = f;
-                    }
-                    if let Ok(h) = serde_json::from_value::<Vec<u64>>(event["connect_latency_us"].clone()) {
-                        load.latency_us = h;
-                    }
+                    let event = match from_line::<LoadEvent>(&line) {
+                        Ok(event) => event,
+                        Err(err) => {
+                            log::warn!("load: {err}");
+                            continue;
+                        }
+                    };
+                    let ramped = match event {
+                        LoadEvent::Progress(p) => {
+                            open_now = p.open;
+                            progress.rate_per_second = p.rate_per_second;
+                            load.errnos = p.failures;
+                            None
+                        }
+                        LoadEvent::Ramped(r) => {
+                            open_now = r.open;
+                            load.errnos = r.failures;
+                            load.latency_us = r.connect_latency_us;
+                            Some((r.reached, r.verdict))
+                        }
+                        // Only after the hold, which outlasts the ramp.
+                        LoadEvent::Done(_) => None,
+                    };
                     if !load.errnos.is_empty() && first_failure.is_none() {
                         first_failure = Some(Instant::now());
                     }
-                    if event["event"] == "ramped" {
-                        if event["reached"] == true && load.errnos.is_empty() {
-                            break StepEnd::Ramped;
-                        }
-                        let verdict = serde_json::from_value(event["verdict"].clone()).ok();
-                        break StepEnd::Failed(dominant(&load.errnos), verdict);
+                    match ramped {
+                        Some((true, _)) if load.errnos.is_empty() => break StepEnd::Ramped,
+                        Some((_, verdict)) => break StepEnd::Failed(dominant(&load.errnos), verdict),
+                        None => {}
                     }
                 }
                 _ = tokio::time::sleep_until(next_sample) => {
