@@ -6,7 +6,6 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context as _, bail};
-use serde::Deserialize;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
     process::{Child, ChildStdout},
@@ -126,46 +125,29 @@ pub async fn stop_echo(mut echo: Echo) {
     let _ = tokio::time::timeout(Duration::from_secs(30), echo.child.wait()).await;
 }
 
-/// The `selftest --json` fields a floor needs.
-#[derive(Deserialize)]
-struct SelftestOutcome {
-    reached: u64,
-    server_cost: Cost,
-}
-
 /// The floor from an earlier run of the echo server: a `ramp --json` (its
-/// own cost, the target being the echo server) or a `selftest --json`.
+/// own cost, the target being the echo server) or a `selftest --json`
+/// (the same JSON with the selftest's own fields added).
 pub fn read_baseline(path: &Path) -> anyhow::Result<Floor> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let source = format!("--baseline {}", path.display());
-    if let Ok(ramp) = serde_json::from_str::<RampResult>(&text) {
-        let cost = ramp.cost_per_connection.with_context(|| {
-            format!(
-                "{} is a ramp without the server's cost (no --pid); give a ramp of the echo server",
-                path.display()
-            )
-        })?;
-        return Ok(Floor {
-            kernel_bytes: Some(cost.kernel_bytes),
-            user_bytes: cost.user_per_connection(),
-            fds: cost.fds_per_connection(),
-            connections: ramp.reached,
-            source,
-        });
-    }
-    let selftest: SelftestOutcome = serde_json::from_str(&text).with_context(|| {
+    let ramp: RampResult = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is neither a `ramp --json` nor a `selftest --json` file",
             path.display()
         )
     })?;
-    let cost = selftest.server_cost;
+    let cost = ramp.cost_per_connection.with_context(|| {
+        format!(
+            "{} is a ramp without the server's cost (no --pid); give a ramp of the echo server",
+            path.display()
+        )
+    })?;
     Ok(Floor {
         kernel_bytes: Some(cost.kernel_bytes),
         user_bytes: cost.user_per_connection(),
         fds: cost.fds_per_connection(),
-        connections: selftest.reached,
-        source,
+        connections: ramp.reached,
+        source: format!("--baseline {}", path.display()),
     })
 }
