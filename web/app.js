@@ -148,8 +148,8 @@ function renderSelftest(r) {
   const failures = Object.entries(s.failures || {}).map(([k, n]) => `${k} ${n}`).join(", ") || "none";
   $("ramp-text").textContent = `step ${s.step}/${s.steps}: ${fmtCount(s.established)} of ${fmtCount(s.target)} established, ` +
     `${fmtCount(s.rate_per_second)}/s, failures: ${failures} (${s.phase})`;
-  // `ramp` also publishes each finished step's cost per connection.
-  $("ramp-title").textContent = s.kind === "ramp" ? (s.phase === "floor" ? "Ramp: the echo floor first" : "Ramp") : "Self-test ramp";
+  // Each finished step's cost per connection.
+  $("ramp-title").textContent = s.phase === "floor" ? "Ramp: the echo floor first" : s.phase === "selftest" ? "Self-test ramp" : "Ramp";
   $("ramp-costs").textContent = (s.costs || []).map((c) =>
     `${fmtCount(c.connections)}: kernel ${fmtBytes(c.kernel_bytes)}, userspace ${fmtBytes(c.user_bytes)}, ` +
     `${c.fds == null ? "–" : c.fds.toFixed(2)} fds per connection`).join(" · ");

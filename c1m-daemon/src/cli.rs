@@ -57,12 +57,14 @@ pub enum Command {
     /// short it names the errno, the limit behind it and the side (client,
     /// server, box), and exits with code 4.
     Load(LoadArgs),
-    /// Ramp the bundled echo server as far as this box allows: starts it,
-    /// makes it the target, ramps `load` in steps while sampling its cost,
-    /// and prints a verdict: reached N or stopped at M because of which
-    /// limit on which side; cost per connection of both sides; the ceiling
-    /// projected for the box. The report is served at --listen meanwhile.
-    /// Exit code 4 when it stopped short of N.
+    /// `ramp` with the bundled echo server as the target: starts it sized
+    /// for N, ramps it in steps as `ramp` does (same stop classes, live
+    /// dashboard at --listen, JSON), and prints a verdict: reached N or
+    /// stopped at M and why; cost per connection of both sides; the
+    /// ceiling projected for the box (both ends local, the server alone).
+    /// Its --json is a `ramp --json` with the selftest's fields added
+    /// (`projections`, `load_user_bytes`, `report`...): `ramp --baseline`
+    /// and `diff` read it. Exit codes: 0 reached N, 4 stopped short.
     Selftest(SelftestArgs),
     /// Ramp your own server: open connections to --target in --steps steps
     /// with the bundled load generator, price them at each step (with --pid:
@@ -144,7 +146,7 @@ pub struct RampArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The earlier run (`ramp --json`).
+    /// The earlier run (`ramp --json` or `selftest --json`).
     pub before: std::path::PathBuf,
     /// The later run.
     pub after: std::path::PathBuf,
@@ -165,7 +167,8 @@ pub struct SelftestArgs {
     /// Steps of the ramp (costs are sampled at each).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub steps: u64,
-    /// Also write the verdict and measurements as JSON to this file.
+    /// Also write the result as JSON to this file: the ramp's JSON with the
+    /// selftest's fields added (`ramp --baseline` and `diff` read it).
     #[arg(long, value_name = "PATH")]
     pub json: Option<std::path::PathBuf>,
     /// Where to serve the dashboard and report during the run.

@@ -1,6 +1,7 @@
 //! Kernel test of `c1m-daemon selftest` at a small scale: it ramps its own
-//! echo server, prints a verdict, writes the JSON, and leaves nothing
-//! running.
+//! echo server, prints a verdict, writes the JSON (a ramp's, with the
+//! selftest's fields added: `ramp --baseline` and `diff` read it), and
+//! leaves nothing running.
 
 mod common;
 
@@ -34,15 +35,18 @@ fn a_small_selftest_reaches_its_target_with_a_verdict_and_cleans_up() {
 
     let outcome: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json_path);
-    assert_eq!(outcome["complete"], true, "{outcome:#}");
+    // Complete: the ramp stopped at nothing short of N.
+    assert!(outcome["stop"].is_null(), "{outcome:#}");
     assert_eq!(outcome["reached"], 3000, "{outcome:#}");
     assert!(outcome["ramp_rate"].as_f64().unwrap() > 0.0);
     assert!(
-        outcome["server_cost"]["kernel_bytes"].as_u64().unwrap() > 1000,
+        outcome["cost_per_connection"]["kernel_bytes"]
+            .as_u64()
+            .unwrap()
+            > 1000,
         "{outcome:#}"
     );
-    let marginal = outcome["server_cost"]["user_marginal_bytes"]
+    let marginal = outcome["cost_per_connection"]["user_marginal_bytes"]
         .as_f64()
         .unwrap();
     assert!(
@@ -50,8 +54,8 @@ fn a_small_selftest_reaches_its_target_with_a_verdict_and_cleans_up() {
         "echo's own cost per connection: {marginal}"
     );
     assert!(outcome["load_user_bytes"].as_u64().unwrap() > 0);
-    for projection in ["box_ceiling_both_ends", "box_ceiling_server_only"] {
-        let binding = &outcome[projection]["binding"];
+    for projection in ["both_ends_local", "server_alone"] {
+        let binding = &outcome["projections"][projection]["binding"];
         assert!(
             binding["max_connections"].as_u64().unwrap() > 3000,
             "{outcome:#}"
@@ -63,12 +67,59 @@ fn a_small_selftest_reaches_its_target_with_a_verdict_and_cleans_up() {
     );
 
     // The echo server and its workers are gone.
-    let echo = outcome["echo_pid"].as_u64().unwrap();
+    let echo = outcome["target"]["pid"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         !std::path::Path::new(&format!("/proc/{echo}")).exists(),
         "echo {echo} still runs"
     );
+
+    // The same JSON is a ramp's: `diff` reads it, and so does `ramp
+    // --baseline` for its echo floor.
+    let diff = daemon()
+        .arg("diff")
+        .arg(&json_path)
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let (_echo, line) = spawn_echo_in(&[], &["--workers", "1"]);
+    let ready = echo_ready(&line);
+    let ramp_json = json_path.with_extension("ramp.json");
+    let ramp = daemon()
+        .args(["ramp", "--listen", "127.0.0.1:0", "--max-duration", "1m"])
+        .args(["--target", &ready.addr.to_string()])
+        .args(["--pid", &ready.pid.to_string()])
+        .args(["--connections", "300", "--steps", "3", "--hold", "100ms"])
+        .arg("--baseline")
+        .arg(&json_path)
+        .arg("--json")
+        .arg(&ramp_json)
+        .output()
+        .unwrap();
+    let result: Value = serde_json::from_str(
+        &std::fs::read_to_string(&ramp_json)
+            .unwrap_or_else(|_| panic!("no ramp JSON: {}", String::from_utf8_lossy(&ramp.stderr))),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&json_path);
+    let _ = std::fs::remove_file(&ramp_json);
+    assert_eq!(ramp.status.code(), Some(0), "{result:#}");
+    let floor = &result["floor"];
+    assert!(
+        floor["source"].as_str().unwrap().starts_with("--baseline"),
+        "{floor:#}"
+    );
+    assert_eq!(
+        floor["kernel_bytes"], outcome["cost_per_connection"]["kernel_bytes"],
+        "{floor:#}"
+    );
+    assert_eq!(floor["connections"], 3000, "{floor:#}");
 }
 
 #[test]

@@ -380,6 +380,26 @@ pub fn ramp(root: &Path, connections: u64) -> anyhow::Result<()> {
         .args(["--json", "target/bench-ramp.json"])
         .current_dir(root)
         .status()?;
+    // Its JSON (a `ramp --json` with the selftest's fields), not its words.
+    let path = root.join("target/bench-ramp.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("selftest (exit {status}) wrote no {}", path.display()))?;
+    let result: serde_json::Value = serde_json::from_str(&text)?;
+    let cost = &result["cost_per_connection"];
+    println!(
+        "reached {} of {} in {:.1} s, ramping at {:.0}/s; stop: {}",
+        result["reached"],
+        result["requested"],
+        result["seconds"].as_f64().unwrap_or(0.0),
+        result["ramp_rate"].as_f64().unwrap_or(0.0),
+        result["stop"]["reason"].as_str().unwrap_or("none"),
+    );
+    println!(
+        "echo per connection: kernel {} B, userspace marginal {:.0} B; load side userspace {} B",
+        cost["kernel_bytes"],
+        cost["user_marginal_bytes"].as_f64().unwrap_or(0.0),
+        result["load_user_bytes"],
+    );
     println!("(selftest exit {status}; details in target/bench-ramp.json)");
     Ok(())
 }

@@ -27,7 +27,7 @@ mod metrics;
 pub struct Snapshot {
     pub report: Option<Arc<Report>>,
     pub daemon: Option<DaemonInfo>,
-    /// Ramp progress while `selftest` runs.
+    /// Ramp progress while `ramp` or `selftest` runs.
     pub selftest: Option<serde_json::Value>,
 }
 

@@ -6,7 +6,6 @@ mod doctor;
 pub mod ramp;
 mod report;
 mod run;
-mod selftest;
 
 use crate::{cli::Command, exit::Exit, loadgen};
 
@@ -16,16 +15,7 @@ pub fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args),
         Command::Report(args) => report::report(&args),
         Command::Echo(args) => loadgen::echo::serve(&args.options()).map(|()| Exit::Ok),
-        Command::Selftest(args) => selftest::run(selftest::SelftestOptions {
-            connections: args.connections,
-            rate: args.rate,
-            steps: args.steps,
-            json_path: args.json.clone(),
-            listen: args.listen,
-            token: args.token.clone(),
-            max_duration: args.max_duration,
-            interval: std::time::Duration::from_secs(1),
-        }),
+        Command::Selftest(args) => ramp::selftest::run(&args),
         Command::Ramp(args) => ramp::run(&args),
         Command::Diff(args) => ramp::diff::run(&args).map(|()| Exit::Ok),
         Command::Load(args) => match &args.shard_plan {

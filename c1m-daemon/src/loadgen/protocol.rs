@@ -2,7 +2,7 @@
 //! line on stdout, each carrying the protocol version `v` and, for events,
 //! its name in `event`. Every writer and every reader goes through this
 //! file: the echo server and its workers, the load coordinator and its
-//! shards, `selftest`, the tests (`c1m_daemon::protocol`), `xtask bench`
+//! shards, `ramp` and `selftest`, the tests (`c1m_daemon::protocol`), `xtask bench`
 //! (which compiles this same file) and the browser test (which matches
 //! `"event":"listening"`). Nothing parses the words of a human banner.
 //!
@@ -154,7 +154,7 @@ pub enum Greeting {
     Http { path: String },
 }
 
-/// Where a shard (or the selftest's ramp) is. An unknown name on the wire
+/// Where a shard is. An unknown name on the wire
 /// is an error, never a guess.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,7 +2,8 @@
 //! connections until the ramp ends), the target sampled while it ramps and
 //! twice once each step is open, and a stop at the first failure class,
 //! the target's exit, memory that would not hold the next step, N, or
-//! Ctrl-C. Used for the user's server and for the echo floor alike.
+//! Ctrl-C. Used for the user's server, the echo floor and the selftest
+//! alike.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +13,6 @@ use std::{
 };
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
     process::{Child, ChildStdout},
@@ -22,6 +22,7 @@ use tokio::{
 
 use super::result::{FailureClass, Step, classify};
 use crate::{
+    analysis::CeilingInputs,
     api::Snapshot,
     loadgen::{
         child::{spawn_self, terminate},
@@ -30,11 +31,11 @@ use crate::{
             latency,
             source_ips::auto_source_ips,
         },
-        protocol::Verdict,
+        protocol::{LoadEvent, Verdict, from_line},
     },
     model::report::Report,
     monitor::Sampler,
-    system::sysctl::read_sysctl_numbers,
+    system::{memory::pss_bytes, process::descendants, sysctl::read_sysctl_numbers},
 };
 
 /// After the first failure, the step goes on this long (so the target's
@@ -56,7 +57,7 @@ pub struct Plan {
     pub connect_timeout: Duration,
     pub hold: Duration,
     pub deadline: tokio::time::Instant,
-    /// `floor` or `ramp`, shown on the dashboard.
+    /// `floor`, `ramp` or `selftest`, shown on the dashboard.
     pub phase: &'static str,
     pub server_pid: Option<u32>,
 }
@@ -65,7 +66,8 @@ pub struct Plan {
 /// shows it as the ramp's progress).
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
-    pub kind: &'static str,
+    /// `floor`, `ramp` or `selftest` (the plan's phase), then `held` or
+    /// `stopped`, then `done`.
     pub phase: &'static str,
     pub step: u64,
     pub steps: u64,
@@ -126,6 +128,9 @@ impl Live<'_> {
 pub struct Outcome {
     pub reached: u64,
     pub seconds: f64,
+    /// The time the load processes spent opening connections (the steps'
+    /// ramps, without the samples between them).
+    pub ramping_seconds: f64,
     pub steps: Vec<Step>,
     /// Why it stopped short, with the load side's diagnosis when it gave one.
     pub stopped: Option<(FailureClass, Option<Verdict>)>,
@@ -133,6 +138,13 @@ pub struct Outcome {
     pub latency_us: Vec<u64>,
     /// The final report, every connection still open (with a target pid).
     pub report: Option<Report>,
+    /// The inputs of that report's ceiling (the selftest projects them
+    /// onto the box).
+    pub inputs: Option<CeilingInputs>,
+    /// The load processes (steps and their shards) and their own memory
+    /// (Pss_Anon + Pss_Shmem) per connection held, measured before release.
+    pub load_processes: u64,
+    pub load_user_bytes: Option<u64>,
 }
 
 /// A load child with its stdout lines.
@@ -260,7 +272,6 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut progress = Progress {
-        kind: "ramp",
         phase: plan.phase,
         step: 0,
         steps,
@@ -281,6 +292,7 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut loads: Vec<Load> = Vec::new();
     let mut held = 0u64;
+    let mut ramping_seconds = 0.0;
     let mut stopped = None;
     let mut steps_out: Vec<Step> = Vec::new();
 
@@ -297,26 +309,37 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
                     let Ok(Some(line)) = line else {
                         break StepEnd::Failed(dominant(&load.errnos), None);
                     };
-                    let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
-                    open_now = event["open"].as_u64().unwrap_or(open_now);
-                    if let Some(rate) = event["rate_per_second"].as_u64() {
-                        progress.rate_per_second = rate;
-                    }
-                    if let Ok(f) = serde_json::from_value::<BTreeMap<String, u64>>(event["failures"].clone()) {
-                        load.errnos = f;
-                    }
-                    if let Ok(h) = serde_json::from_value::<Vec<u64>>(event["connect_latency_us"].clone()) {
-                        load.latency_us = h;
-                    }
+                    let event = match from_line::<LoadEvent>(&line) {
+                        Ok(event) => event,
+                        Err(err) => {
+                            log::warn!("load: {err}");
+                            continue;
+                        }
+                    };
+                    let ramped = match event {
+                        LoadEvent::Progress(p) => {
+                            open_now = p.open;
+                            progress.rate_per_second = p.rate_per_second;
+                            load.errnos = p.failures;
+                            None
+                        }
+                        LoadEvent::Ramped(r) => {
+                            open_now = r.open;
+                            load.errnos = r.failures;
+                            load.latency_us = r.connect_latency_us;
+                            ramping_seconds += r.elapsed_ms as f64 / 1000.0;
+                            Some((r.reached, r.verdict))
+                        }
+                        // Only after the hold, which outlasts the ramp.
+                        LoadEvent::Done(_) => None,
+                    };
                     if !load.errnos.is_empty() && first_failure.is_none() {
                         first_failure = Some(Instant::now());
                     }
-                    if event["event"] == "ramped" {
-                        if event["reached"] == true && load.errnos.is_empty() {
-                            break StepEnd::Ramped;
-                        }
-                        let verdict = serde_json::from_value(event["verdict"].clone()).ok();
-                        break StepEnd::Failed(dominant(&load.errnos), verdict);
+                    match ramped {
+                        Some((true, _)) if load.errnos.is_empty() => break StepEnd::Ramped,
+                        Some((_, verdict)) => break StepEnd::Failed(dominant(&load.errnos), verdict),
+                        None => {}
                     }
                 }
                 _ = tokio::time::sleep_until(next_sample) => {
@@ -396,15 +419,24 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
     progress.phase = if stopped.is_some() { "stopped" } else { "held" };
     // The report with every connection still open: the ceiling and its
     // evidence as they stand at the stop.
-    let report = match live.sampler.as_deref_mut() {
+    let (report, inputs) = match live.sampler.as_deref_mut() {
         Some(sampler) => {
             if sampler.targets.any_alive() {
                 sampler.final_sample()?;
             }
-            Some(sampler.report()?)
+            let report = sampler.report()?;
+            let inputs = sampler.ceiling_inputs(&report);
+            (Some(report), Some(inputs))
         }
-        None => None,
+        None => (None, None),
     };
+    // The load side's own memory, every connection still open.
+    let load_pids: Vec<u32> = loads
+        .iter()
+        .filter_map(|l| l.child.id())
+        .flat_map(|pid| std::iter::once(pid).chain(descendants(pid).into_iter().map(|(c, _)| c)))
+        .collect();
+    let load_user: u64 = load_pids.iter().filter_map(|&p| pss_bytes(p).ok()).sum();
     if stopped.is_none() && !plan.hold.is_zero() {
         eprintln!(
             "c1m ramp: {} held: {held} connections open, releasing them in {}",
@@ -430,11 +462,15 @@ pub async fn ramp(plan: &Plan, live: &mut Live<'_>) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         reached: held,
         seconds,
+        ramping_seconds,
         steps: steps_out,
         stopped,
         errnos,
         latency_us,
         report,
+        inputs,
+        load_processes: load_pids.len() as u64,
+        load_user_bytes: (held > 0).then(|| load_user / held),
     })
 }
 

@@ -13,6 +13,7 @@ mod environment;
 mod floor;
 mod html;
 pub mod result;
+pub mod selftest;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -22,7 +23,10 @@ use tokio::sync::watch;
 
 use self::{
     engine::{Live, Plan},
-    result::{Ceiling, Cost, FailureClass, Percentiles, RampResult, Stop, Target, record},
+    result::{
+        Ceiling, Cost, Environment, FailureClass, Floor, Percentiles, RampResult, Stop, Target,
+        record,
+    },
 };
 use crate::exit::Exit;
 use crate::{
@@ -134,7 +138,35 @@ async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
     };
     let outcome = engine::ramp(&plan, &mut live).await?;
     drop(sampler);
+    let target = Target {
+        addr: args.target.to_string(),
+        pid: args.pid,
+        name: target_process.map(|p| p.comm),
+    };
+    let mut result = assemble(
+        &outcome,
+        started_at,
+        target,
+        connection,
+        args.connections,
+        floor,
+        environment,
+    )?;
+    result.verdict = verdict_text(&result);
+    Ok(result)
+}
 
+/// The JSON record of a ramp from its outcome (the verdict left to the
+/// command).
+fn assemble(
+    outcome: &engine::Outcome,
+    started_at: String,
+    target: Target,
+    connection: String,
+    requested: u64,
+    floor: Option<Floor>,
+    environment: Environment,
+) -> anyhow::Result<RampResult> {
     let cost: Option<Cost> = outcome
         .report
         .as_ref()
@@ -155,37 +187,30 @@ async fn ramp(args: &RampArgs) -> anyhow::Result<RampResult> {
             &outcome.errnos,
         )
     });
-    let latency = percentiles(&outcome.latency_us);
-    let mut result = RampResult {
+    Ok(RampResult {
         c1m_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at,
-        target: Target {
-            addr: args.target.to_string(),
-            pid: args.pid,
-            name: target_process.map(|p| p.comm),
-        },
-        connection,
-        requested: args.connections,
-        reached: outcome.reached,
-        seconds: outcome.seconds,
-        stop,
-        steps: outcome.steps,
-        failures: result::classify(&outcome.errnos),
-        errnos: outcome.errnos,
-        connect_latency_us: latency,
-        cost_per_connection: cost,
-        ceiling,
-        not_measured: args.pid.is_none().then(|| {
+        not_measured: target.pid.is_none().then(|| {
             "the server side: its cost per connection (kernel, userspace, fds) and its limits; \
              run the ramp on the server's box with --pid to see them"
                 .to_owned()
         }),
+        target,
+        connection,
+        requested,
+        reached: outcome.reached,
+        seconds: outcome.seconds,
+        stop,
+        steps: outcome.steps.clone(),
+        failures: result::classify(&outcome.errnos),
+        errnos: outcome.errnos.clone(),
+        connect_latency_us: percentiles(&outcome.latency_us),
+        cost_per_connection: cost,
+        ceiling,
         floor,
         environment,
         verdict: String::new(),
-    };
-    result.verdict = verdict_text(&result);
-    Ok(result)
+    })
 }
 
 fn percentiles(histogram: &[u64]) -> Option<Percentiles> {
@@ -296,33 +321,15 @@ fn bytes(b: f64) -> String {
 
 /// The verdict as printed and kept in the JSON.
 fn verdict_text(r: &RampResult) -> String {
-    let mut lines = Vec::new();
-    match &r.stop {
-        None => lines.push(format!(
+    let mut lines = match &r.stop {
+        None => vec![format!(
             "Reached {} connections to {} in {:.0} s: the target held them all.",
             human_count(r.reached),
             r.target.addr,
             r.seconds
-        )),
-        Some(stop) => {
-            lines.push(format!(
-                "Stopped at {} of {} connections to {} after {:.0} s: {}{}.",
-                human_count(r.reached),
-                human_count(r.requested),
-                r.target.addr,
-                r.seconds,
-                stop.reason,
-                match (&stop.limit, &stop.source) {
-                    (Some(l), Some(s)) => format!("; the limit: {l} (set at {s})"),
-                    (Some(l), None) => format!("; the limit: {l}"),
-                    _ => String::new(),
-                }
-            ));
-            for e in &stop.evidence {
-                lines.push(format!("  seen: {e}"));
-            }
-        }
-    }
+        )],
+        Some(_) => stop_lines(r),
+    };
     if let Some(cost) = &r.cost_per_connection {
         let user = cost.user_per_connection();
         let mut line = format!(
@@ -363,28 +370,7 @@ fn verdict_text(r: &RampResult) -> String {
     if let Some(floor) = &r.floor {
         lines.push(format!("  (floor: {})", floor.source));
     }
-    if let Some(l) = &r.connect_latency_us {
-        lines.push(format!(
-            "Client side: open in p50 {} / p90 {} / p99 {} (connect{}); failures {}.",
-            micros(l.p50),
-            micros(l.p90),
-            micros(l.p99),
-            if r.connection.starts_with("idle") {
-                ""
-            } else {
-                " and answer"
-            },
-            if r.failures.is_empty() {
-                "none".to_owned()
-            } else {
-                r.failures
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        ));
-    }
+    lines.extend(client_line(r));
     if let Some(what) = &r.not_measured {
         lines.push(format!("Not measured: {what}."));
     }
@@ -392,6 +378,55 @@ fn verdict_text(r: &RampResult) -> String {
         lines.push(ceiling.verdict.clone());
     }
     lines.join("\n")
+}
+
+/// Where the ramp stopped short, the limit, and what showed it.
+fn stop_lines(r: &RampResult) -> Vec<String> {
+    let Some(stop) = &r.stop else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!(
+        "Stopped at {} of {} connections to {} after {:.0} s: {}{}.",
+        human_count(r.reached),
+        human_count(r.requested),
+        r.target.addr,
+        r.seconds,
+        stop.reason,
+        match (&stop.limit, &stop.source) {
+            (Some(l), Some(s)) => format!("; the limit: {l} (set at {s})"),
+            (Some(l), None) => format!("; the limit: {l}"),
+            _ => String::new(),
+        }
+    )];
+    for e in &stop.evidence {
+        lines.push(format!("  seen: {e}"));
+    }
+    lines
+}
+
+/// What the client saw: the time to open a connection, the failures.
+fn client_line(r: &RampResult) -> Option<String> {
+    let l = r.connect_latency_us.as_ref()?;
+    Some(format!(
+        "Client side: open in p50 {} / p90 {} / p99 {} (connect{}); failures {}.",
+        micros(l.p50),
+        micros(l.p90),
+        micros(l.p99),
+        if r.connection.starts_with("idle") {
+            ""
+        } else {
+            " and answer"
+        },
+        if r.failures.is_empty() {
+            "none".to_owned()
+        } else {
+            r.failures
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
 }
 
 fn micros(us: u64) -> String {
