@@ -616,7 +616,7 @@ mod tests {
         analysis::inputs::Outbound,
         model::{
             evidence::{ListenerQueue, WindowEvidence},
-            sock_scan::PairUse,
+            sock_census::PairUse,
         },
     };
 

@@ -4,5 +4,5 @@ pub mod ceiling;
 pub mod evidence;
 pub mod regression;
 pub mod report;
-pub mod sock_scan;
+pub mod sock_census;
 pub mod transitions;

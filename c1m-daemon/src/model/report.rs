@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     regression::fit_line,
-    sock_scan::{Buffers, SockScan, SocketKinds},
+    sock_census::{Buffers, SockCensus, SocketKinds},
     transitions::TransitionCounts,
 };
 use crate::system::slabinfo::SlabCache;
@@ -28,11 +28,12 @@ pub type EventCounts = BTreeMap<&'static str, u64>;
 pub struct Sample {
     pub at_seconds: f64,
     pub transitions: TransitionCounts,
-    /// The `iter/tcp` scan, when this kernel allows it.
-    pub scan: Option<SockScan>,
-    /// Whether the scan (and fd count) was taken for this sample, rather
+    /// The census of the `iter/tcp` walk, when this kernel allows it.
+    pub census: Option<SockCensus>,
+    /// Whether the walk (and fd count) was taken for this sample, rather
     /// than carried over from an earlier one: at a million sockets a walk
-    /// takes over a second, so walks run less often than samples.
+    /// takes over a second, so walks run less often than samples. (Named
+    /// `scan_fresh` still: `selftest` and the ramp engine read it.)
     pub scan_fresh: bool,
     /// PSS summed over the target's processes.
     pub user_bytes: u64,
@@ -48,7 +49,7 @@ impl Sample {
     /// Open connections: exact from the scan (which also sees connections
     /// accepted before c1m attached), else from the transitions seen.
     pub fn connections(&self) -> u64 {
-        match &self.scan {
+        match &self.census {
             Some(scan) => scan.current(),
             None => open_connections(&self.transitions),
         }
@@ -58,7 +59,7 @@ impl Sample {
     /// queues) and not on their way out (FIN_WAIT*, CLOSING, LAST_ACK).
     /// What a server's own cap counts.
     pub fn held(&self) -> u64 {
-        let by_state = match &self.scan {
+        let by_state = match &self.census {
             Some(scan) => scan.by_state(),
             None => self.transitions.current_by_state(),
         };
@@ -67,7 +68,7 @@ impl Sample {
             .map(|state| by_state.get(state).copied().unwrap_or(0))
             .sum();
         let queued: u64 = self
-            .scan
+            .census
             .iter()
             .flat_map(|scan| &scan.listeners)
             .map(|l| u64::from(l.queued))
@@ -103,6 +104,34 @@ pub struct TargetInfo {
     pub memory_bytes: u64,
 }
 
+/// Where `connections` counts come from. The JSON words are the
+/// documented API (README, `connections.source`), so the walk is still
+/// "scan" there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConnectionsSource {
+    /// Exact, from walking the kernel's sockets.
+    #[serde(rename = "scan")]
+    Walk,
+    /// Counted from the state changes seen since c1m attached.
+    #[serde(rename = "transitions")]
+    Transitions,
+}
+
+/// Where `time_wait.current` comes from (JSON words as documented: the
+/// walk is "scan").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TimeWaitSource {
+    /// Counted by the walk: the target accepted all of them.
+    #[serde(rename = "scan")]
+    Walk,
+    /// The walk's count plus an estimate for connections it dialled.
+    #[serde(rename = "scan+estimate")]
+    WalkAndEstimate,
+    /// Entries over the last 60 s (no walk on this kernel).
+    #[serde(rename = "estimate")]
+    Estimate,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Connections {
     /// Open connections (every state but LISTEN and CLOSE).
@@ -111,9 +140,7 @@ pub struct Connections {
     /// Open connections the scan found that were accepted before c1m
     /// attached (their lifecycle was not seen; they count in `current`).
     pub preexisting: u64,
-    /// `scan` (exact, from walking the kernel's sockets) or `transitions`
-    /// (counted from the state changes seen since c1m attached).
-    pub source: &'static str,
+    pub source: ConnectionsSource,
     pub accepted_total: u64,
     pub connected_total: u64,
     pub closed_total: u64,
@@ -130,7 +157,7 @@ pub struct TimeWait {
     /// first), plus, for connections it dialled, the estimate below. Without
     /// the scan: the estimate, entries over the last 60 s.
     pub current: u64,
-    pub current_source: &'static str,
+    pub current_source: TimeWaitSource,
     /// Active closes that completed into TIME_WAIT: the kernel reports the
     /// full socket's FIN_WAIT2/CLOSING -> CLOSE when the timewait socket
     /// takes over (it never reports the transition into TIME_WAIT itself).
@@ -229,17 +256,20 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
     };
     let dialled = |s: &Sample| s.events.get("dialled_time_wait").copied().unwrap_or(0);
     let connected_total = t.get(TCP_SYN_SENT, TCP_ESTABLISHED);
-    let (time_wait_current, time_wait_source) = match &last.scan {
+    let (time_wait_current, time_wait_source) = match &last.census {
         // The walk sees the timewait sockets on the target's ports (those it
         // accepted); those of connections it dialled are elsewhere, so only
         // they are estimated.
         Some(scan) => match in_last_minute(&dialled) {
-            0 => (scan.time_wait(), "scan"),
-            estimated => (scan.time_wait() + estimated, "scan+estimate"),
+            0 => (scan.time_wait(), TimeWaitSource::Walk),
+            estimated => (
+                scan.time_wait() + estimated,
+                TimeWaitSource::WalkAndEstimate,
+            ),
         },
         None => (
             in_last_minute(&|s: &Sample| time_wait_entries(&s.transitions)),
-            "estimate",
+            TimeWaitSource::Estimate,
         ),
     };
 
@@ -259,15 +289,15 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         },
         connections: Connections {
             current,
-            by_state: match &last.scan {
+            by_state: match &last.census {
                 Some(scan) => scan.by_state(),
                 None => t.current_by_state(),
             },
-            preexisting: last.scan.as_ref().map_or(0, SockScan::preexisting),
-            source: if last.scan.is_some() {
-                "scan"
+            preexisting: last.census.as_ref().map_or(0, SockCensus::preexisting),
+            source: if last.census.is_some() {
+                ConnectionsSource::Walk
             } else {
-                "transitions"
+                ConnectionsSource::Transitions
             },
             accepted_total: t.get(TCP_SYN_RECV, TCP_ESTABLISHED),
             connected_total,
@@ -294,7 +324,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             threads_marginal: thread_fit.map(|f| f.slope),
             open_fds: last.open_fds,
         },
-        kernel_buffers: last.scan.as_ref().map(SockScan::buffers),
+        kernel_buffers: last.census.as_ref().map(SockCensus::buffers),
         drops: ctx.drops,
         ceiling: None,
     }
@@ -335,7 +365,7 @@ fn kernel_objects(
     current: u64,
     ctx: &Context<'_>,
 ) -> (BTreeMap<&'static str, u64>, Vec<&'static str>) {
-    let kinds = match &last.scan {
+    let kinds = match &last.census {
         Some(scan) => scan.kinds(),
         None => SocketKinds {
             full_v4: current,
@@ -376,7 +406,7 @@ fn kernel_objects(
             None => unknown.push(component),
         }
     }
-    match &last.scan {
+    match &last.census {
         Some(scan) => {
             breakdown.insert("buffers", average(scan.buffers().total()));
         }
@@ -451,7 +481,7 @@ pub mod tests {
         Sample {
             at_seconds: at,
             transitions: t,
-            scan: None,
+            census: None,
             scan_fresh: true,
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
@@ -565,11 +595,11 @@ pub mod tests {
 }
 
 #[cfg(test)]
-mod scan_tests {
+mod census_tests {
     use c1m_common::*;
 
     use super::*;
-    use crate::model::sock_scan::tests::scan_of;
+    use crate::model::sock_census::tests::census_of;
 
     #[test]
     fn with_a_scan_objects_follow_socket_kinds_and_buffers_count() {
@@ -589,7 +619,7 @@ mod scan_tests {
             slabs.insert(name.to_owned(), cache);
         }
         // 60 IPv4 + 20 IPv6 established (1000 B received each), 20 TIME_WAIT.
-        let scan = scan_of(&[
+        let scan = census_of(&[
             (ScanKind::Owned, TCP_ESTABLISHED, false, 60, 1000),
             (ScanKind::Owned, TCP_ESTABLISHED, true, 20, 1000),
             (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 20, 0),
@@ -597,7 +627,7 @@ mod scan_tests {
         let sample = Sample {
             at_seconds: 0.0,
             transitions: TransitionCounts::default(),
-            scan: Some(scan),
+            census: Some(scan),
             scan_fresh: true,
             user_bytes: 0,
             open_fds: 80,
@@ -618,9 +648,9 @@ mod scan_tests {
         // and their cost is spread over the open connections.
         assert_eq!(report.connections.current, 80);
         assert!(!report.connections.by_state.contains_key("TIME_WAIT"));
-        assert_eq!(report.connections.source, "scan");
+        assert_eq!(report.connections.source, ConnectionsSource::Walk);
         assert_eq!(report.time_wait.current, 20);
-        assert_eq!(report.time_wait.current_source, "scan");
+        assert_eq!(report.time_wait.current_source, TimeWaitSource::Walk);
         let b = &report.cost_per_connection.kernel_breakdown;
         assert_eq!(b["tcp_sock"], 2000 * 60 / 80);
         assert_eq!(b["tcp6_sock"], 2200 * 20 / 80);
@@ -639,7 +669,7 @@ mod scan_tests {
         // Clients reusing 4-tuples end TIME_WAITs early (TWRecycled): the
         // entries of the last minute said 102,426 where the walk (and ss)
         // found 46,390. Only dialled connections' timewaits are estimated.
-        let scan = scan_of(&[
+        let scan = census_of(&[
             (ScanKind::Owned, TCP_ESTABLISHED, false, 10, 0),
             (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 46_390, 0),
         ]);
@@ -648,7 +678,7 @@ mod scan_tests {
         let sample = |events: BTreeMap<&'static str, u64>| Sample {
             at_seconds: 0.0,
             transitions: t.clone(),
-            scan: Some(scan.clone()),
+            census: Some(scan.clone()),
             scan_fresh: true,
             user_bytes: 0,
             open_fds: 10,
@@ -667,10 +697,13 @@ mod scan_tests {
         };
         let report = build_report(&[sample(BTreeMap::new())], ctx());
         assert_eq!(report.time_wait.current, 46_390);
-        assert_eq!(report.time_wait.current_source, "scan");
+        assert_eq!(report.time_wait.current_source, TimeWaitSource::Walk);
         let dialled = [("dialled_time_wait", 500)].into();
         let report = build_report(&[sample(dialled)], ctx());
         assert_eq!(report.time_wait.current, 46_890);
-        assert_eq!(report.time_wait.current_source, "scan+estimate");
+        assert_eq!(
+            report.time_wait.current_source,
+            TimeWaitSource::WalkAndEstimate
+        );
     }
 }
