@@ -6,11 +6,17 @@
 //! c1m hands them to it: through a shape check first where procfs was
 //! found to panic (stat, meminfo, limits, smaps_rollup), directly through its
 //! `FromRead` implementations otherwise (status, statm, loadavg, net/tcp).
+//!
+//! The application-limit readers (`system/apps/`) parse text the server's
+//! admin or the server wrote (nginx and haproxy configs, redis RESP replies
+//! and config lines, memcached's command line, `postgresql.conf`, `my.cnf`):
+//! each exposes `parse_untrusted_text`, fuzzed with the kernel text.
 
 pub use crate::{
     human::{parse_duration, parse_rate, parse_size},
     loadgen::load::source_ips::parse_source_ips,
     system::{
+        apps::{haproxy, memcached, mysql, nginx, postgresql, redis},
         cgroup::{parse_cgroup_dirs, parse_limit},
         meminfo::parse_meminfo,
         memory::parse_smaps_rollup,
@@ -59,7 +65,18 @@ pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     count(parse_numbers::<1>(&text).is_some());
     count(!parse_cgroup_dirs(&text, "memory").is_empty());
     count(parse_limit(&text).is_some());
-    accepted
+    accepted + parse_app_text(bytes)
+}
+
+/// Run every application-limit reader's parsers on `bytes`.
+pub fn parse_app_text(bytes: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(bytes);
+    nginx::parse_untrusted_text(&text)
+        + haproxy::parse_untrusted_text(&text)
+        + redis::parse_untrusted_text(bytes)
+        + memcached::parse_untrusted_text(&text)
+        + postgresql::parse_untrusted_text(&text)
+        + mysql::parse_untrusted_text(&text)
 }
 
 /// Run every command-line value parser on `text` (the `cli_values` fuzz

@@ -12,7 +12,6 @@ use std::{
 };
 
 use common::*;
-use serde_json::Value;
 
 /// Open `n` connections and wait until the server has echoed one byte on
 /// each, so each is accepted and ESTABLISHED on the server side.
@@ -43,32 +42,30 @@ fn run_attribution(attach: &str) {
     let held_others = others.join().unwrap();
 
     lines.wait_for(Duration::from_secs(10), "200 established", |l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| v["established_total"] == 200)
+        run_sample(l).is_some_and(|s| s.established_total == 200)
     });
     daemon.interrupt();
-    let last: Value = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
+    let last = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
         .last()
-        .map(|l| serde_json::from_str(&l).unwrap())
+        .map(|l| run_sample(&l).unwrap())
         .expect("a final sample after SIGINT");
 
-    assert_eq!(last["established_total"], 200, "{last}");
-    assert_eq!(last["established"], 200, "{last}");
+    assert_eq!(last.established_total, 200, "{last:?}");
+    assert_eq!(last.established, 200, "{last:?}");
     assert_eq!(
-        last["transitions_total"]["SYN_RECV->ESTABLISHED"], 200,
-        "{last}"
+        last.transitions_total.get("SYN_RECV->ESTABLISHED"),
+        Some(&200),
+        "{last:?}"
     );
-    assert_eq!(last["transitions_total"]["LISTEN->SYN_RECV"], 200, "{last}");
+    assert_eq!(
+        last.transitions_total.get("LISTEN->SYN_RECV"),
+        Some(&200),
+        "{last:?}"
+    );
     // Nothing else happened to the target's sockets: the 50 others and the
     // client ends of the 200 are not its sockets.
-    assert_eq!(
-        last["transitions_total"].as_object().unwrap().len(),
-        2,
-        "{last}"
-    );
-    assert!(
-        last["drops"].as_object().unwrap().values().all(|v| v == 0),
-        "{last}"
-    );
+    assert_eq!(last.transitions_total.len(), 2, "{last:?}");
+    assert!(last.drops.values().all(|v| *v == 0), "{last:?}");
     drop((held, held_others));
 }
 
@@ -96,14 +93,14 @@ fn closes_are_followed_until_the_sockets_are_gone() {
     let held = connect_and_echo(addr, 20);
     drop(held); // the clients close first: the server sees CLOSE_WAIT -> LAST_ACK -> CLOSE
     lines.wait_for(Duration::from_secs(10), "all closed", |l| {
-        serde_json::from_str::<Value>(l).is_ok_and(|v| {
-            v["established_total"] == 20 && v["transitions_total"]["LAST_ACK->CLOSE"] == 20
+        run_sample(l).is_some_and(|s| {
+            s.established_total == 20 && s.transitions_total.get("LAST_ACK->CLOSE") == Some(&20)
         })
     });
     let line = lines.next_line(Duration::from_secs(5)).unwrap();
-    let sample: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(sample["established"], 0, "{sample}");
-    assert_eq!(sample["by_state"].as_object().unwrap().len(), 0, "{sample}");
+    let sample = run_sample(&line).unwrap();
+    assert_eq!(sample.established, 0, "{sample:?}");
+    assert_eq!(sample.by_state.len(), 0, "{sample:?}");
     drop(daemon);
 }
 
@@ -160,12 +157,12 @@ fn run_with_late_child(extra: &[&str]) -> u64 {
     let held = connect_and_echo(addr, 30);
     std::thread::sleep(Duration::from_millis(600));
     daemon.interrupt();
-    let last: Value = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
+    let last = std::iter::from_fn(|| lines.next_line(Duration::from_secs(10)))
         .last()
-        .map(|l| serde_json::from_str(&l).unwrap())
+        .map(|l| run_sample(&l).unwrap())
         .expect("a final sample");
     drop(held);
-    last["established_total"].as_u64().unwrap()
+    last.established_total
 }
 
 #[test]

@@ -5,31 +5,35 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
+use c1m_daemon::protocol::{LoadEvent, LoadOutcome, Side, from_line};
 use common::*;
-use serde_json::Value;
 
 fn address(line: &str) -> String {
     echo_address(line).to_string()
 }
 
-/// Run `load --json` to the end; (exit code, the `done` line).
-fn load(args: &[&str]) -> (Option<i32>, Value) {
+/// The outcome in a `done` line, if `line` is one.
+fn done_outcome(line: &str) -> Option<LoadOutcome> {
+    match from_line::<LoadEvent>(line) {
+        Ok(LoadEvent::Done(outcome)) => Some(outcome),
+        _ => None,
+    }
+}
+
+/// Run `load --json` to the end; (exit code, the `done` line's outcome).
+fn load(args: &[&str]) -> (Option<i32>, LoadOutcome) {
     let output = daemon()
         .args(["load", "--json"])
         .args(args)
         .output()
         .expect("running load");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let done = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "done")
-        .unwrap_or_else(|| {
-            panic!(
-                "no done line: {stdout}\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
+    let done = stdout.lines().find_map(done_outcome).unwrap_or_else(|| {
+        panic!(
+            "no done line: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
     (output.status.code(), done)
 }
 
@@ -55,15 +59,15 @@ fn thirty_thousand_connections_shard_both_sides_and_all_echo() {
         "--connect-timeout",
         "20s",
     ]);
-    assert_eq!(code, Some(0), "{done:#}");
-    assert_eq!(done["reached"], true, "{done:#}");
-    assert_eq!(done["peak_open"], 30000, "{done:#}");
-    assert_eq!(done["processes"], 2, "{done:#}");
-    let t = &done["totals"];
-    assert!(t["messages_ok"].as_u64().unwrap() >= 30000, "{done:#}");
-    assert_eq!(t["messages_bad"], 0, "{done:#}");
-    assert_eq!(t["dropped_by_server"], 0, "{done:#}");
-    assert_eq!(t["closed_total"], 30000, "{done:#}");
+    assert_eq!(code, Some(0), "{done:#?}");
+    assert!(done.reached, "{done:#?}");
+    assert_eq!(done.peak_open, 30000, "{done:#?}");
+    assert_eq!(done.processes, 2, "{done:#?}");
+    let t = &done.totals.counts;
+    assert!(t.messages_ok >= 30000, "{done:#?}");
+    assert_eq!(t.messages_bad, 0, "{done:#?}");
+    assert_eq!(t.dropped_by_server, 0, "{done:#?}");
+    assert_eq!(t.closed_total, 30000, "{done:#?}");
 }
 
 #[test]
@@ -88,15 +92,15 @@ fn a_server_at_its_fd_limit_is_named_as_the_limit() {
         "--server-pid",
         &echo.pid().to_string(),
     ]);
-    assert_eq!(code, Some(4), "{done:#}");
-    assert_eq!(done["reached"], false, "{done:#}");
-    let peak = done["peak_open"].as_u64().unwrap();
+    assert_eq!(code, Some(4), "{done:#?}");
+    assert!(!done.reached, "{done:#?}");
+    let peak = done.peak_open;
     // The server holds about 1000: its limit, minus its own fds.
-    assert!((950..=1000).contains(&peak), "{done:#}");
-    let verdict = &done["verdict"];
-    assert_eq!(verdict["side"], "server", "{done:#}");
-    assert_eq!(verdict["limit"], "nofile", "{done:#}");
-    assert_eq!(verdict["errno"], "EMFILE", "{done:#}");
+    assert!((950..=1000).contains(&peak), "{done:#?}");
+    let verdict = done.verdict.as_ref().expect("a verdict");
+    assert_eq!(verdict.side, Side::Server, "{done:#?}");
+    assert_eq!(verdict.limit, "nofile", "{done:#?}");
+    assert_eq!(verdict.errno.as_deref(), Some("EMFILE"), "{done:#?}");
 }
 
 #[test]
@@ -159,10 +163,10 @@ fn ctrl_c_stops_a_sharded_load_and_its_shards() {
     assert_eq!(shards.len(), 2, "two shard processes");
     guard.interrupt();
     let done = lines.wait_for(Duration::from_secs(30), "done", |l| {
-        l.contains(r#""event":"done""#)
+        done_outcome(l).is_some()
     });
-    let done: Value = serde_json::from_str(&done).unwrap();
-    assert_eq!(done["peak_open"], 2000, "{done:#}");
+    let done = done_outcome(&done).unwrap();
+    assert_eq!(done.peak_open, 2000, "{done:#?}");
     std::thread::sleep(Duration::from_millis(500));
     for shard in shards {
         assert!(

@@ -2,7 +2,7 @@
 //! every limit's value and use, as plain data (`monitor::gather` reads
 //! them from the system), so the formulas in `limits.rs` are pure.
 
-use crate::{model::evidence::WindowEvidence, model::sock_scan::PairUse, system::apps::AppLimit};
+use crate::{model::evidence::WindowEvidence, model::sock_census::PairUse, system::apps::AppLimit};
 
 #[derive(Debug, Clone, Default)]
 pub struct ProcessLimits {
@@ -65,6 +65,25 @@ pub struct Capacity {
     pub used: u64,
 }
 
+/// How `CeilingInputs::user_bytes` was found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserBytesBasis {
+    /// The regression slope of memory over connections, when its fit is good.
+    Marginal,
+    /// Memory / connections.
+    #[default]
+    Average,
+}
+
+impl std::fmt::Display for UserBytesBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UserBytesBasis::Marginal => "marginal",
+            UserBytesBasis::Average => "average",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CeilingInputs {
     pub connections: u64,
@@ -74,9 +93,7 @@ pub struct CeilingInputs {
     /// which is then a lower bound).
     pub kernel_unknown: Vec<&'static str>,
     pub user_bytes: Option<f64>,
-    /// `marginal` (the regression slope, when its fit is good) or
-    /// `average` (memory / connections).
-    pub user_bytes_basis: &'static str,
+    pub user_bytes_basis: UserBytesBasis,
     pub buffer_bytes: Option<f64>,
     pub fds_per_connection: f64,
     /// Files the box spends per connection (1 for the target's side; 2

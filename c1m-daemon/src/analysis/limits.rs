@@ -617,7 +617,7 @@ mod tests {
         analysis::inputs::Outbound,
         model::{
             evidence::{ListenerQueue, WindowEvidence},
-            sock_scan::PairUse,
+            sock_census::PairUse,
         },
     };
 

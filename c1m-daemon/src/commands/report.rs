@@ -4,7 +4,14 @@
 use bytesize::ByteSize;
 
 use crate::{
-    cli::ReportArgs, exit::Exit, human::human_count, model::report::Report, monitor::Sampler,
+    cli::ReportArgs,
+    exit::Exit,
+    human::human_count,
+    model::{
+        ceiling::Ceiling,
+        report::{Report, TimeWaitSource},
+    },
+    monitor::Sampler,
     system::process::TargetProcess,
 };
 
@@ -13,16 +20,16 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<Exit> {
     let mut sampler = Sampler::start(named, !args.no_children, None)?;
     eprintln!(
         "c1m: attached through {}; sampling pid {} for {:?} (connections opened from now on count)",
-        sampler.probes.attach_mode,
-        sampler.targets.describe_named(),
+        sampler.attach_mode(),
+        sampler.describe_targets(),
         args.duration
     );
-    if let Some(why) = sampler.probes.scans_unavailable() {
-        eprintln!("c1m: socket scans unavailable ({why}): counts come from state changes only");
+    if let Some(why) = sampler.walks_unavailable() {
+        eprintln!("c1m: socket walks unavailable ({why}): counts come from state changes only");
     }
     loop {
         sampler.sample()?;
-        if sampler.elapsed() >= args.duration || !sampler.targets.any_alive() {
+        if sampler.elapsed() >= args.duration || !sampler.any_alive() {
             break;
         }
         std::thread::sleep(args.interval.min(args.duration));
@@ -32,13 +39,13 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<Exit> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_summary(&report, sampler.targets.describe_named());
+        print_summary(&report, sampler.describe_targets());
     }
     if !report.target.alive {
         eprintln!(
             "c1m-daemon: target pid {} exited after {:.0?}; the report holds the last data seen \
              while it ran (`target.alive` is false).",
-            sampler.targets.describe_named(),
+            sampler.describe_targets(),
             sampler.elapsed()
         );
         return Ok(Exit::TargetGone);
@@ -46,9 +53,19 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The report for a human, one helper per section.
 fn print_summary(r: &Report, target: String) {
-    let c = &r.connections;
-    let cost = &r.cost_per_connection;
+    print_target(r, &target);
+    print_connections(r);
+    print_cost(r);
+    let dropped: u64 = r.drops.values().sum();
+    println!("drops        {dropped} {:?}", r.drops);
+    if let Some(ceiling) = &r.ceiling {
+        print_ceiling(ceiling);
+    }
+}
+
+fn print_target(r: &Report, target: &str) {
     println!(
         "c1m report for pid {target} (processes {:?})",
         r.target.pids
@@ -65,6 +82,11 @@ fn print_summary(r: &Report, target: String) {
             .collect();
         println!("exited       while watched: {}", exited.join(", "));
     }
+}
+
+/// Open connections and TIME_WAIT.
+fn print_connections(r: &Report) {
+    let c = &r.connections;
     println!(
         "connections  {} open {:?}; accepted {}, connected {}, closed {}{}",
         c.current,
@@ -80,7 +102,7 @@ fn print_summary(r: &Report, target: String) {
     );
     println!(
         "TIME_WAIT    {}{} now, {} entered, {:.1}/s -> heading to {:.0} of {} buckets",
-        if r.time_wait.current_source == "scan" {
+        if r.time_wait.current_source == TimeWaitSource::Walk {
             ""
         } else {
             "~"
@@ -93,6 +115,11 @@ fn print_summary(r: &Report, target: String) {
             .max_buckets
             .map_or("unknown".to_owned(), |b| b.to_string())
     );
+}
+
+/// What one connection costs: kernel, userspace, buffers, fds.
+fn print_cost(r: &Report) {
+    let cost = &r.cost_per_connection;
     let parts: Vec<String> = cost
         .kernel_breakdown
         .iter()
@@ -140,30 +167,30 @@ fn print_summary(r: &Report, target: String) {
             cost.open_fds
         );
     }
-    let dropped: u64 = r.drops.values().sum();
-    println!("drops        {dropped} {:?}", r.drops);
-    if let Some(ceiling) = &r.ceiling {
-        println!("{}", ceiling.verdict);
-        if let Some(binding) = &ceiling.binding {
-            println!("  set at: {}", binding.source);
-            for seen in &binding.evidence {
-                println!("  seen:   {seen}");
-            }
-            println!("  remedy: {}", binding.remedy);
+}
+
+/// The verdict, where the binding limit is set, and every limit.
+fn print_ceiling(ceiling: &Ceiling) {
+    println!("{}", ceiling.verdict);
+    if let Some(binding) = &ceiling.binding {
+        println!("  set at: {}", binding.source);
+        for seen in &binding.evidence {
+            println!("  seen:   {seen}");
         }
-        println!("limits, tightest first:");
-        for l in &ceiling.limits {
-            let allows = match l.max_connections {
-                Some(n) => human_count(n),
-                None => "-".to_owned(),
-            };
-            let hit = if l.exceeded { "  BEING HIT" } else { "" };
-            println!(
-                "  {:<11} {:<28} {allows:>9}  {}{hit}",
-                format!("{:?}", l.kind).to_lowercase(),
-                l.name,
-                l.source
-            );
-        }
+        println!("  remedy: {}", binding.remedy);
+    }
+    println!("limits, tightest first:");
+    for l in &ceiling.limits {
+        let allows = match l.max_connections {
+            Some(n) => human_count(n),
+            None => "-".to_owned(),
+        };
+        let hit = if l.exceeded { "  BEING HIT" } else { "" };
+        println!(
+            "  {:<11} {:<28} {allows:>9}  {}{hit}",
+            format!("{:?}", l.kind).to_lowercase(),
+            l.name,
+            l.source
+        );
     }
 }

@@ -2,9 +2,8 @@
 //! a line per interval and serve the latest report over HTTP, until Ctrl-C,
 //! `--duration`, or the target's exit.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use serde_json::json;
 use tokio::io::unix::AsyncFd;
 
 use crate::{
@@ -12,6 +11,7 @@ use crate::{
     cli::RunArgs,
     ebpf::probes::KernelLogger,
     exit::Exit,
+    loadgen::protocol::{ChildrenFollowed, RunAttached, RunEvent, RunSample},
     model::{report::Report, transitions::TransitionCounts},
     monitor::Sampler,
     runtime::Shutdown,
@@ -30,31 +30,21 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
     let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
     let api_addr = listener.local_addr()?;
     let mut sampler = Sampler::start(named, !args.no_children, args.attach)?;
-    if let Some(logger) = sampler.probes.take_logger() {
+    if let Some(logger) = sampler.take_kernel_logger() {
         forward_kernel_logs(logger);
     }
     let (publish, latest) = tokio::sync::watch::channel(Snapshot::default());
     api::serve_in_background(listener, latest, access)?;
 
-    let probes = &sampler.probes;
-    let children = match &probes.children {
-        Ok(mode) => json!({"followed": true, "attach_mode": mode}),
-        Err(why) => json!({"followed": false, "reason": why}),
-    };
     if args.json {
-        println!(
-            "{}",
-            json!({"event": "attached", "attach_mode": probes.attach_mode,
-                   "children": children, "pids": sampler.targets.pids(),
-                   "api": format!("http://{api_addr}/api/v1/report")})
-        );
+        println!("{}", attached_event(&sampler, api_addr).to_line());
     } else {
         println!(
             "c1m: watching pid {} through {}; Ctrl-C to stop",
-            sampler.targets.describe_named(),
-            probes.attach_mode
+            sampler.describe_targets(),
+            sampler.attach_mode()
         );
-        match &probes.children {
+        match sampler.children() {
             Ok(mode) => println!("child processes followed through {mode}"),
             Err(why) => println!("child processes NOT followed: {why}"),
         }
@@ -100,11 +90,11 @@ async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit
         if stop {
             return Ok(Exit::Ok);
         }
-        if !sampler.targets.any_alive() {
+        if !sampler.any_alive() {
             eprintln!(
                 "c1m-daemon: target pid {} exited after {:.0?}; nothing left to watch. \
                  Restart the server and run c1m again with its new pid.",
-                sampler.targets.describe_named(),
+                sampler.describe_targets(),
                 sampler.elapsed()
             );
             return Ok(Exit::TargetGone);
@@ -130,22 +120,19 @@ fn print_sample(
     let c = &report.connections;
     let established = c.by_state.get("ESTABLISHED").copied().unwrap_or(0);
     if json {
-        println!(
-            "{}",
-            json!({
-                "event": "sample",
-                "elapsed_ms": elapsed.as_millis() as u64,
-                "pids": report.target.pids,
-                "connections": c.current,
-                "established": established,
-                "by_state": c.by_state,
-                "established_total": totals.established_total(),
-                "transitions": delta.named(),
-                "transitions_total": totals.named(),
-                "drops": report.drops,
-                "ceiling": report.ceiling.as_ref().map(|c| &c.verdict),
-            })
-        );
+        let sample = RunEvent::Sample(RunSample {
+            elapsed_ms: elapsed.as_millis() as u64,
+            pids: report.target.pids.clone(),
+            connections: c.current,
+            established,
+            by_state: words(&c.by_state),
+            established_total: totals.established_total(),
+            transitions: delta.named(),
+            transitions_total: totals.named(),
+            drops: words(&report.drops),
+            ceiling: report.ceiling.as_ref().map(|c| c.verdict.clone()),
+        });
+        println!("{}", sample.to_line());
         return;
     }
     let changes: Vec<String> = delta
@@ -171,6 +158,35 @@ fn print_sample(
             String::new()
         }
     );
+}
+
+/// The `attached` line of `run --json`.
+fn attached_event(sampler: &Sampler, api_addr: SocketAddr) -> RunEvent {
+    let attach_mode = serde_json::to_value(sampler.attach_mode())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    RunEvent::Attached(RunAttached {
+        attach_mode,
+        children: match sampler.children() {
+            Ok(mode) => ChildrenFollowed {
+                followed: true,
+                attach_mode: Some((*mode).to_owned()),
+                reason: None,
+            },
+            Err(why) => ChildrenFollowed {
+                followed: false,
+                attach_mode: None,
+                reason: Some(why.clone()),
+            },
+        },
+        pids: sampler.pids(),
+        api: format!("http://{api_addr}/api/v1/report"),
+    })
+}
+
+fn words(counts: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
+    counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
 /// Kernel-side messages (first loss per CPU) go to the daemon's log.

@@ -24,7 +24,7 @@ fn btf_err(err: impl std::fmt::Display) -> OffsetError {
     OffsetError::Btf(err.to_string())
 }
 
-/// The offsets `inet_sock_set_state_btf` and the scans need.
+/// The offsets `inet_sock_set_state_btf` and the walks need.
 pub fn resolve_sock_offsets(btf: &Btf) -> Result<SockOffsets, OffsetError> {
     Ok(SockOffsets {
         skc_family: member_offset(btf, "sock", "skc_family")?,

@@ -1,7 +1,7 @@
 //! The errors of the eBPF room and the small helpers that make them:
 //! [`ProbeError`] (what the loader, the walker and the feature checks
 //! report), [`map_error`], [`program_mut`] and [`error_chain`]. They live
-//! apart from the loader so its helpers (`scans`, `walker`, `features`)
+//! apart from the loader so its helpers (`walk_programs`, `walker`, `features`)
 //! can use them without importing the loader, which imports them.
 
 use aya::{Ebpf, EbpfError, maps::MapError, programs::ProgramError};
@@ -23,8 +23,8 @@ pub enum ProbeError {
         #[source]
         source: MapError,
     },
-    #[error("scan {program} failed: {why}")]
-    Scan { program: &'static str, why: String },
+    #[error("walk {program} failed: {why}")]
+    Walk { program: &'static str, why: String },
     #[error(
         "cannot observe TCP state changes on this kernel: {attempts}. c1m needs kernel \
          BTF (CONFIG_DEBUG_INFO_BTF) for tp_btf, or tracepoints with tracefs; \

@@ -6,8 +6,8 @@ pub mod btf_offsets;
 pub mod error;
 pub mod features;
 pub mod probes;
-pub mod scans;
 pub mod tracefs;
+pub mod walk_programs;
 pub mod walker;
 
 /// The kernel programs, built from `c1m-ebpf` by `build.rs`.

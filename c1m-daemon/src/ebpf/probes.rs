@@ -20,8 +20,8 @@ use serde::Serialize;
 use super::{
     C1M_EBPF_OBJECT, btf_offsets,
     error::{ProbeError, error_chain, map_error, program_mut},
-    scans::Scans,
     tracefs,
+    walk_programs::WalkPrograms,
     walker::{Walk, Walker},
 };
 use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
@@ -58,13 +58,37 @@ pub struct Probes {
     pub children: Result<&'static str, String>,
     /// How the target's failed accepts are seen, or why they are not.
     pub accept_errors: Result<&'static str, String>,
+    maps: Maps,
+    logger: Option<KernelLogger>,
+}
+
+/// The maps userspace reads and writes, taken out of the object.
+struct Maps {
     target_tgids: HashMap<MapData, u32, u32>,
     listen_ports: HashMap<MapData, u32, u64>,
     target_netns: Array<MapData, u32>,
     transitions: PerCpuArray<MapData, u64>,
     events: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
-    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Maps {
+    fn take(ebpf: &mut Ebpf) -> Result<Maps, ProbeError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
+        Ok(Maps {
+            target_netns: Array::try_from(take(MAP_TARGET_NETNS)?)
+                .map_err(map_error(MAP_TARGET_NETNS))?,
+            events: PerCpuArray::try_from(take(MAP_TARGET_EVENTS)?)
+                .map_err(map_error(MAP_TARGET_EVENTS))?,
+            target_tgids: HashMap::try_from(take(MAP_TARGET_TGIDS)?)
+                .map_err(map_error(MAP_TARGET_TGIDS))?,
+            listen_ports: HashMap::try_from(take(MAP_TARGET_LISTEN_PORTS)?)
+                .map_err(map_error(MAP_TARGET_LISTEN_PORTS))?,
+            transitions: PerCpuArray::try_from(take(MAP_TRANSITIONS)?)
+                .map_err(map_error(MAP_TRANSITIONS))?,
+            stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?,
+        })
+    }
 }
 
 /// Where the loaded object lives: on the walker thread when this kernel
@@ -76,7 +100,7 @@ enum Kernel {
 
 /// What asking for a walk gave.
 pub enum WalkState {
-    /// This kernel cannot walk (see [`Probes::scans_unavailable`]).
+    /// This kernel cannot walk (see [`Probes::walks_unavailable`]).
     Unavailable,
     /// A walk is under way and did not finish within the budget.
     Walking,
@@ -102,20 +126,7 @@ impl Probes {
     /// makes processes the target starts targets too.
     pub fn attach(only: Option<AttachMode>, follow_children: bool) -> Result<Probes, ProbeError> {
         ensure_privileges()?;
-        // Without BTF, tp_btf cannot work anyway; zero offsets are never used.
-        let btf = btf_offsets::load_kernel_btf();
-        let offsets = match &btf {
-            Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
-            Err(err) => Err(err.clone()),
-        };
-        let mut ebpf = EbpfLoader::new()
-            .override_global(
-                GLOBAL_SOCK_OFFSETS,
-                offsets.as_ref().unwrap_or(&SockOffsets::default()),
-                true,
-            )
-            .load(C1M_EBPF_OBJECT)
-            .map_err(ProbeError::Load)?;
+        let (mut ebpf, offsets) = load_object()?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -123,101 +134,31 @@ impl Probes {
                 None
             }
         };
-
-        let mut attempts = Vec::new();
-        let mut attach_mode = None;
-        for mode in [AttachMode::TpBtf, AttachMode::Tracepoint] {
-            if only.is_some_and(|only| only != mode) {
-                continue;
+        let attach_mode = match attach_state_probe(&mut ebpf, only, offsets) {
+            Ok(mode) => mode,
+            Err(err) => {
+                tracefs::unmount_if_ours();
+                return Err(err);
             }
-            let result = match mode {
-                AttachMode::TpBtf => match &offsets {
-                    Ok(_) => attach_tp_btf(&mut ebpf),
-                    Err(err) => Err(err.to_string()),
-                },
-                AttachMode::Tracepoint => attach_tracepoint(
-                    &mut ebpf,
-                    PROG_SET_STATE_TRACEPOINT,
-                    "sock",
-                    "inet_sock_set_state",
-                ),
-            };
-            match result {
-                Ok(()) => {
-                    attach_mode = Some(mode);
-                    break;
-                }
-                Err(err) => {
-                    log::warn!("{mode} unavailable, falling back: {err}");
-                    attempts.push(format!("{mode}: {err}"));
-                }
-            }
-        }
-        let Some(attach_mode) = attach_mode else {
-            tracefs::unmount_if_ours();
-            return Err(ProbeError::NoAttachPoint {
-                attempts: attempts.join("; "),
-            });
         };
         log::info!("attached {attach_mode}");
-        let children = if follow_children {
-            attach_tracepoint(&mut ebpf, PROG_NEW_TASK_TRACEPOINT, "task", "task_newtask")
-                .map(|()| "tracepoint/task/task_newtask")
-                .inspect_err(|err| {
-                    log::warn!("child processes of the target will not be followed: {err}");
-                })
-        } else {
-            Err("--no-children".to_owned())
-        };
-
-        // Syscall tracepoints need tracefs and CONFIG_FTRACE_SYSCALLS; without
-        // them c1m still works, with one kind of evidence less.
-        let accept_errors = [
-            (PROG_ACCEPT4_EXIT, "sys_exit_accept4"),
-            (PROG_ACCEPT_EXIT, "sys_exit_accept"),
-        ]
-        .into_iter()
-        .try_for_each(|(program, name)| attach_tracepoint(&mut ebpf, program, "syscalls", name))
-        .map(|()| "tracepoint/syscalls/sys_exit_accept{,4}")
-        .inspect_err(|err| log::warn!("failed accepts of the target will not be seen: {err}"));
+        let children = attach_children(&mut ebpf, follow_children);
+        let accept_errors = attach_accept_errors(&mut ebpf);
         tracefs::unmount_if_ours();
-
-        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(ProbeError::MissingMap(name));
-        let target_netns =
-            Array::try_from(take(MAP_TARGET_NETNS)?).map_err(map_error(MAP_TARGET_NETNS))?;
-        let events = PerCpuArray::try_from(take(MAP_TARGET_EVENTS)?)
-            .map_err(map_error(MAP_TARGET_EVENTS))?;
-        let target_tgids =
-            HashMap::try_from(take(MAP_TARGET_TGIDS)?).map_err(map_error(MAP_TARGET_TGIDS))?;
-        let listen_ports = HashMap::try_from(take(MAP_TARGET_LISTEN_PORTS)?)
-            .map_err(map_error(MAP_TARGET_LISTEN_PORTS))?;
-        let transitions =
-            PerCpuArray::try_from(take(MAP_TRANSITIONS)?).map_err(map_error(MAP_TRANSITIONS))?;
-        let stats = PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?;
-        let kernel = match Scans::load(&mut ebpf)? {
-            Ok(scans) => Kernel::Walker(Walker::start(ebpf, scans)),
-            Err(why) => {
-                log::warn!("socket scans unavailable, counts will be estimated: {why}");
-                Kernel::CannotWalk { _ebpf: ebpf, why }
-            }
-        };
+        let maps = Maps::take(&mut ebpf)?;
+        let kernel = start_walker(ebpf)?;
         Ok(Probes {
             kernel,
             attach_mode,
             children,
             accept_errors,
-            target_tgids,
-            listen_ports,
-            target_netns,
-            transitions,
-            events,
-            stats,
+            maps,
             logger,
         })
     }
 
-    /// Why scans are unavailable, if they are.
-    pub fn scans_unavailable(&self) -> Option<&str> {
+    /// Why walks are unavailable, if they are.
+    pub fn walks_unavailable(&self) -> Option<&str> {
         match &self.kernel {
             Kernel::Walker(_) => None,
             Kernel::CannotWalk { why, .. } => Some(why),
@@ -258,13 +199,14 @@ impl Probes {
     /// Sockets created by this process from now on belong to the target.
     /// `parent` is the target process it descends from (itself if named).
     pub fn add_target(&mut self, tgid: u32, parent: u32) -> Result<(), ProbeError> {
-        self.target_tgids
+        self.maps
+            .target_tgids
             .insert(tgid, parent, 0)
             .map_err(map_error(MAP_TARGET_TGIDS))
     }
 
     pub fn remove_target(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        match self.target_tgids.remove(&tgid) {
+        match self.maps.target_tgids.remove(&tgid) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(source) => Err(map_error(MAP_TARGET_TGIDS)(source)),
         }
@@ -273,7 +215,8 @@ impl Probes {
     /// Every target process, with the target process it descends from:
     /// those named by the user and the children the kernel side added.
     pub fn target_tgids(&self) -> Result<Vec<(u32, u32)>, ProbeError> {
-        self.target_tgids
+        self.maps
+            .target_tgids
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_TARGET_TGIDS))
@@ -282,7 +225,8 @@ impl Probes {
     /// A port on which the target already listened before c1m attached, so
     /// connections accepted on it are the target's.
     pub fn add_listen_port(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
-        self.listen_ports
+        self.maps
+            .listen_ports
             .insert(port as u32, listeners, 0)
             .map_err(map_error(MAP_TARGET_LISTEN_PORTS))
     }
@@ -291,7 +235,8 @@ impl Probes {
     /// inode number): a container with its own listener on the target's
     /// port is not the target.
     pub fn set_target_netns(&mut self, inode: u32) -> Result<(), ProbeError> {
-        self.target_netns
+        self.maps
+            .target_netns
             .set(0, inode, 0)
             .map_err(map_error(MAP_TARGET_NETNS))
     }
@@ -302,6 +247,7 @@ impl Probes {
             .iter()
             .map(|event| {
                 let per_cpu = self
+                    .maps
                     .events
                     .get(&(*event as u32), 0)
                     .map_err(map_error(MAP_TARGET_EVENTS))?;
@@ -314,6 +260,7 @@ impl Probes {
         let mut slots = Vec::with_capacity(TRANSITION_SLOTS as usize);
         for index in 0..TRANSITION_SLOTS {
             let per_cpu = self
+                .maps
                 .transitions
                 .get(&index, 0)
                 .map_err(map_error(MAP_TRANSITIONS))?;
@@ -329,6 +276,7 @@ impl Probes {
             .iter()
             .map(|reason| {
                 let per_cpu = self
+                    .maps
                     .stats
                     .get(&(*reason as u32), 0)
                     .map_err(map_error(MAP_STATS))?;
@@ -336,6 +284,101 @@ impl Probes {
             })
             .collect()
     }
+}
+
+/// Load the object with the `struct sock` offsets of this kernel's BTF;
+/// also returns whether they resolved (tp_btf needs them). Without BTF,
+/// tp_btf cannot work anyway, and the zero offsets are never used.
+fn load_object() -> Result<(Ebpf, Result<(), String>), ProbeError> {
+    let btf = btf_offsets::load_kernel_btf();
+    let offsets = match &btf {
+        Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
+        Err(err) => Err(err.clone()),
+    };
+    let ebpf = EbpfLoader::new()
+        .override_global(
+            GLOBAL_SOCK_OFFSETS,
+            offsets.as_ref().unwrap_or(&SockOffsets::default()),
+            true,
+        )
+        .load(C1M_EBPF_OBJECT)
+        .map_err(ProbeError::Load)?;
+    Ok((ebpf, offsets.map(drop).map_err(|err| err.to_string())))
+}
+
+/// Attach the `inet_sock_set_state` observer: tp_btf first, the classic
+/// tracepoint if that fails (or only the mode `only` names).
+fn attach_state_probe(
+    ebpf: &mut Ebpf,
+    only: Option<AttachMode>,
+    offsets: Result<(), String>,
+) -> Result<AttachMode, ProbeError> {
+    let mut attempts = Vec::new();
+    for mode in [AttachMode::TpBtf, AttachMode::Tracepoint] {
+        if only.is_some_and(|only| only != mode) {
+            continue;
+        }
+        let result = match mode {
+            AttachMode::TpBtf => match &offsets {
+                Ok(()) => attach_tp_btf(ebpf),
+                Err(err) => Err(err.clone()),
+            },
+            AttachMode::Tracepoint => attach_tracepoint(
+                ebpf,
+                PROG_SET_STATE_TRACEPOINT,
+                "sock",
+                "inet_sock_set_state",
+            ),
+        };
+        match result {
+            Ok(()) => return Ok(mode),
+            Err(err) => {
+                log::warn!("{mode} unavailable, falling back: {err}");
+                attempts.push(format!("{mode}: {err}"));
+            }
+        }
+    }
+    Err(ProbeError::NoAttachPoint {
+        attempts: attempts.join("; "),
+    })
+}
+
+/// Follow the processes the target starts, or say why not.
+fn attach_children(ebpf: &mut Ebpf, follow_children: bool) -> Result<&'static str, String> {
+    if !follow_children {
+        return Err("--no-children".to_owned());
+    }
+    attach_tracepoint(ebpf, PROG_NEW_TASK_TRACEPOINT, "task", "task_newtask")
+        .map(|()| "tracepoint/task/task_newtask")
+        .inspect_err(|err| {
+            log::warn!("child processes of the target will not be followed: {err}");
+        })
+}
+
+/// See the target's failed accepts. Syscall tracepoints need tracefs and
+/// CONFIG_FTRACE_SYSCALLS; without them c1m still works, with one kind of
+/// evidence less.
+fn attach_accept_errors(ebpf: &mut Ebpf) -> Result<&'static str, String> {
+    [
+        (PROG_ACCEPT4_EXIT, "sys_exit_accept4"),
+        (PROG_ACCEPT_EXIT, "sys_exit_accept"),
+    ]
+    .into_iter()
+    .try_for_each(|(program, name)| attach_tracepoint(ebpf, program, "syscalls", name))
+    .map(|()| "tracepoint/syscalls/sys_exit_accept{,4}")
+    .inspect_err(|err| log::warn!("failed accepts of the target will not be seen: {err}"))
+}
+
+/// Hand the object to the walker thread when this kernel can walk sockets
+/// and fd tables; else keep it here, with the reason.
+fn start_walker(mut ebpf: Ebpf) -> Result<Kernel, ProbeError> {
+    Ok(match WalkPrograms::load(&mut ebpf)? {
+        Ok(programs) => Kernel::Walker(Walker::start(ebpf, programs)),
+        Err(why) => {
+            log::warn!("socket walks unavailable, counts will be estimated: {why}");
+            Kernel::CannotWalk { _ebpf: ebpf, why }
+        }
+    })
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {

@@ -18,15 +18,15 @@ use aya::Ebpf;
 
 use super::{
     error::ProbeError,
-    scans::{FdScan, Scans},
+    walk_programs::{FdCensus, WalkPrograms},
 };
-use crate::model::sock_scan::SockScan;
+use crate::model::sock_census::SockCensus;
 
 /// What one walk found, and when.
 #[derive(Debug, Clone)]
 pub struct Walk {
-    pub sockets: SockScan,
-    pub fds: FdScan,
+    pub sockets: SockCensus,
+    pub fds: FdCensus,
     pub started: Instant,
     pub took: Duration,
 }
@@ -39,7 +39,7 @@ pub struct Walker {
 
 impl Walker {
     /// Move the eBPF object and the loaded iterators to a walking thread.
-    pub fn start(mut ebpf: Ebpf, mut scans: Scans) -> Walker {
+    pub fn start(mut ebpf: Ebpf, mut programs: WalkPrograms) -> Walker {
         let (requests, pending) = mpsc::channel::<()>();
         let (done, results) = mpsc::channel();
         std::thread::Builder::new()
@@ -48,10 +48,10 @@ impl Walker {
                 // Ends when the Walker (the sender) is gone.
                 while pending.recv().is_ok() {
                     let started = Instant::now();
-                    let walk = scans.scan_sockets(&mut ebpf).and_then(|sockets| {
+                    let walk = programs.walk_sockets(&mut ebpf).and_then(|sockets| {
                         Ok(Walk {
                             sockets,
-                            fds: scans.scan_fds(&mut ebpf)?,
+                            fds: programs.walk_fds(&mut ebpf)?,
                             started,
                             took: started.elapsed(),
                         })
@@ -102,7 +102,7 @@ impl Walker {
 }
 
 fn walker_gone() -> ProbeError {
-    ProbeError::Scan {
+    ProbeError::Walk {
         program: "walker",
         why: "the walking thread ended (it panicked); the probes went with it".into(),
     }

@@ -2,7 +2,8 @@
 //! line on stdout, each carrying the protocol version `v` and, for events,
 //! its name in `event`. Every writer and every reader goes through this
 //! file: the echo server and its workers, the load coordinator and its
-//! shards, `ramp` and `selftest`, the tests (`c1m_daemon::protocol`), `xtask bench`
+//! shards, `ramp` and `selftest`, `run --json` ([`RunEvent`]), the tests
+//! (`c1m_daemon::protocol`), `xtask bench`
 //! (which compiles this same file) and the browser test (which matches
 //! `"event":"listening"`). Nothing parses the words of a human banner.
 //!
@@ -361,6 +362,79 @@ pub struct Verdict {
     /// The limit's short name, as the ceiling analysis names it.
     pub limit: String,
     pub explanation: String,
+}
+
+/// A line of `run --json`, tagged by `event`. Unlike the lines above these
+/// carry no `v`: their shape is documented API that predates the envelope,
+/// so they are written and read with [`RunEvent::to_line`] and
+/// [`RunEvent::from_line`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// First line: the probes are attached and the API serves.
+    Attached(RunAttached),
+    /// One per interval.
+    Sample(RunSample),
+}
+
+impl RunEvent {
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("run events serialize")
+    }
+
+    pub fn from_line(line: &str) -> Result<RunEvent, serde_json::Error> {
+        serde_json::from_str(line.trim())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunAttached {
+    /// How `inet_sock_set_state` is observed, as the report's
+    /// `daemon.attach_mode` spells it (`tp_btf`, `tracepoint`).
+    pub attach_mode: String,
+    pub children: ChildrenFollowed,
+    pub pids: Vec<u32>,
+    /// The report's URL, `http://ADDR/api/v1/report`.
+    pub api: String,
+}
+
+impl RunAttached {
+    /// The API's address (`ADDR` of [`RunAttached::api`]).
+    pub fn api_addr(&self) -> &str {
+        let rest = self.api.trim_start_matches("http://");
+        rest.split('/').next().unwrap_or(rest)
+    }
+}
+
+/// Whether processes the target starts are followed: `{followed: true,
+/// attach_mode}` or `{followed: false, reason}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildrenFollowed {
+    pub followed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attach_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSample {
+    pub elapsed_ms: u64,
+    pub pids: Vec<u32>,
+    /// Open connections (every state but LISTEN and CLOSE).
+    pub connections: u64,
+    pub established: u64,
+    pub by_state: BTreeMap<String, u64>,
+    /// Connections that reached ESTABLISHED since attach.
+    pub established_total: u64,
+    /// State changes since the previous sample, `OLD->NEW` -> count.
+    pub transitions: BTreeMap<String, u64>,
+    /// State changes since attach.
+    pub transitions_total: BTreeMap<String, u64>,
+    /// Kernel-side losses by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// The ceiling's one-sentence verdict, once there is one.
+    pub ceiling: Option<String>,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, time::Duration};
 use c1m_common::ListenerSlot;
 use serde::Serialize;
 
-use super::{sample::Sample, sock_scan::SockScan};
+use super::{sample::Sample, sock_census::SockCensus};
 
 /// How far back "now" reaches.
 pub const EVIDENCE_WINDOW: Duration = Duration::from_secs(10);
@@ -142,16 +142,16 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
         .unwrap_or(0)
         .min(samples.len().saturating_sub(2));
     let counts: Vec<u64> = samples[recent..].iter().map(Sample::held).collect();
-    let recent_scans: Vec<&SockScan> = samples[recent..]
+    let recent_scans: Vec<&SockCensus> = samples[recent..]
         .iter()
         .filter(|s| s.scan_fresh)
-        .filter_map(|s| s.scan.as_ref())
+        .filter_map(|s| s.census.as_ref())
         .collect();
     let moved = |name: &str| {
         let at = |s: &Sample| s.events.get(name).copied().unwrap_or(0);
         at(last).saturating_sub(at(start))
     };
-    let listeners = match (&last.scan, &start.scan) {
+    let listeners = match (&last.census, &start.census) {
         (Some(now), before) => now
             .listeners
             .iter()
@@ -193,7 +193,7 @@ pub fn window_evidence(samples: &[Sample]) -> WindowEvidence {
         connections_min: counts.iter().copied().min().unwrap_or(0),
         connections_max: counts.iter().copied().max().unwrap_or(0),
         steady_seconds: last.at_seconds - samples[recent].at_seconds,
-        listeners_known: last.scan.is_some(),
+        listeners_known: last.census.is_some(),
     }
 }
 
@@ -212,10 +212,10 @@ mod tests {
     use c1m_common::{ScanKind, TCP_ESTABLISHED};
 
     use super::*;
-    use crate::model::{sock_scan::tests::scan_of, transitions::TransitionCounts};
+    use crate::model::{sock_census::tests::census_of, transitions::TransitionCounts};
 
     fn sample(at: f64, connections: u64, refused: u64, drops: u32) -> Sample {
-        let mut scan = scan_of(&[(ScanKind::Owned, TCP_ESTABLISHED, false, connections, 0)]);
+        let mut scan = census_of(&[(ScanKind::Owned, TCP_ESTABLISHED, false, connections, 0)]);
         scan.listeners = vec![ListenerSlot {
             port: 6379,
             family: 2,
@@ -226,7 +226,7 @@ mod tests {
         Sample {
             at_seconds: at,
             transitions: TransitionCounts::default(),
-            scan: Some(scan),
+            census: Some(scan),
             scan_fresh: true,
             user_bytes: 0,
             open_fds: 0,
@@ -272,7 +272,7 @@ mod tests {
         let samples: Vec<Sample> = (0..=6)
             .map(|i| {
                 let mut s = sample(i as f64, 250, 0, 0);
-                s.scan.as_mut().unwrap().listeners[0].queued = 50;
+                s.census.as_mut().unwrap().listeners[0].queued = 50;
                 s
             })
             .collect();
@@ -284,7 +284,7 @@ mod tests {
         let samples: Vec<Sample> = (0..=6)
             .map(|i| {
                 let mut s = sample(i as f64, 250, 0, 0);
-                s.scan.as_mut().unwrap().listeners[0].queued = (i % 2) * 50;
+                s.census.as_mut().unwrap().listeners[0].queued = (i % 2) * 50;
                 s
             })
             .collect();

@@ -5,5 +5,5 @@ pub mod evidence;
 pub mod regression;
 pub mod report;
 pub mod sample;
-pub mod sock_scan;
+pub mod sock_census;
 pub mod transitions;

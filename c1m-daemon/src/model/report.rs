@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{
     regression::fit_line,
     sample::Sample,
-    sock_scan::{Buffers, SockScan, SocketKinds},
+    sock_census::{Buffers, SockCensus, SocketKinds},
     transitions::TransitionCounts,
 };
 use crate::system::slabinfo::SlabCache;
@@ -47,6 +47,34 @@ pub struct TargetInfo {
     pub memory_bytes: u64,
 }
 
+/// Where `connections` counts come from. The JSON words are the
+/// documented API (README, `connections.source`), so the walk is still
+/// "scan" there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConnectionsSource {
+    /// Exact, from walking the kernel's sockets.
+    #[serde(rename = "scan")]
+    Walk,
+    /// Counted from the state changes seen since c1m attached.
+    #[serde(rename = "transitions")]
+    Transitions,
+}
+
+/// Where `time_wait.current` comes from (JSON words as documented: the
+/// walk is "scan").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TimeWaitSource {
+    /// Counted by the walk: the target accepted all of them.
+    #[serde(rename = "scan")]
+    Walk,
+    /// The walk's count plus an estimate for connections it dialled.
+    #[serde(rename = "scan+estimate")]
+    WalkAndEstimate,
+    /// Entries over the last 60 s (no walk on this kernel).
+    #[serde(rename = "estimate")]
+    Estimate,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Connections {
     /// Open connections (every state but LISTEN and CLOSE).
@@ -55,9 +83,7 @@ pub struct Connections {
     /// Open connections the scan found that were accepted before c1m
     /// attached (their lifecycle was not seen; they count in `current`).
     pub preexisting: u64,
-    /// `scan` (exact, from walking the kernel's sockets) or `transitions`
-    /// (counted from the state changes seen since c1m attached).
-    pub source: &'static str,
+    pub source: ConnectionsSource,
     pub accepted_total: u64,
     pub connected_total: u64,
     pub closed_total: u64,
@@ -74,7 +100,7 @@ pub struct TimeWait {
     /// first), plus, for connections it dialled, the estimate below. Without
     /// the scan: the estimate, entries over the last 60 s.
     pub current: u64,
-    pub current_source: &'static str,
+    pub current_source: TimeWaitSource,
     /// Active closes that completed into TIME_WAIT: the kernel reports the
     /// full socket's FIN_WAIT2/CLOSING -> CLOSE when the timewait socket
     /// takes over (it never reports the transition into TIME_WAIT itself).
@@ -163,17 +189,20 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
     };
     let dialled = |s: &Sample| s.events.get("dialled_time_wait").copied().unwrap_or(0);
     let connected_total = t.get(TCP_SYN_SENT, TCP_ESTABLISHED);
-    let (time_wait_current, time_wait_source) = match &last.scan {
+    let (time_wait_current, time_wait_source) = match &last.census {
         // The walk sees the timewait sockets on the target's ports (those it
         // accepted); those of connections it dialled are elsewhere, so only
         // they are estimated.
         Some(scan) => match in_last_minute(&dialled) {
-            0 => (scan.time_wait(), "scan"),
-            estimated => (scan.time_wait() + estimated, "scan+estimate"),
+            0 => (scan.time_wait(), TimeWaitSource::Walk),
+            estimated => (
+                scan.time_wait() + estimated,
+                TimeWaitSource::WalkAndEstimate,
+            ),
         },
         None => (
             in_last_minute(&|s: &Sample| time_wait_entries(&s.transitions)),
-            "estimate",
+            TimeWaitSource::Estimate,
         ),
     };
 
@@ -193,15 +222,15 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         },
         connections: Connections {
             current,
-            by_state: match &last.scan {
+            by_state: match &last.census {
                 Some(scan) => scan.by_state(),
                 None => t.current_by_state(),
             },
-            preexisting: last.scan.as_ref().map_or(0, SockScan::preexisting),
-            source: if last.scan.is_some() {
-                "scan"
+            preexisting: last.census.as_ref().map_or(0, SockCensus::preexisting),
+            source: if last.census.is_some() {
+                ConnectionsSource::Walk
             } else {
-                "transitions"
+                ConnectionsSource::Transitions
             },
             accepted_total: t.get(TCP_SYN_RECV, TCP_ESTABLISHED),
             connected_total,
@@ -228,7 +257,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             threads_marginal: thread_fit.map(|f| f.slope),
             open_fds: last.open_fds,
         },
-        kernel_buffers: last.scan.as_ref().map(SockScan::buffers),
+        kernel_buffers: last.census.as_ref().map(SockCensus::buffers),
         drops: ctx.drops,
         ceiling: None,
     }
@@ -269,7 +298,7 @@ fn kernel_objects(
     current: u64,
     ctx: &Context<'_>,
 ) -> (BTreeMap<&'static str, u64>, Vec<&'static str>) {
-    let kinds = match &last.scan {
+    let kinds = match &last.census {
         Some(scan) => scan.kinds(),
         None => SocketKinds {
             full_v4: current,
@@ -310,7 +339,7 @@ fn kernel_objects(
             None => unknown.push(component),
         }
     }
-    match &last.scan {
+    match &last.census {
         Some(scan) => {
             breakdown.insert("buffers", average(scan.buffers().total()));
         }
@@ -385,7 +414,7 @@ pub mod tests {
         Sample {
             at_seconds: at,
             transitions: t,
-            scan: None,
+            census: None,
             scan_fresh: true,
             user_bytes: (1 << 20) + n * 16384,
             open_fds: n + 10,
@@ -500,11 +529,11 @@ pub mod tests {
 }
 
 #[cfg(test)]
-mod scan_tests {
+mod census_tests {
     use c1m_common::*;
 
     use super::*;
-    use crate::model::sock_scan::tests::scan_of;
+    use crate::model::sock_census::tests::census_of;
 
     #[test]
     fn with_a_scan_objects_follow_socket_kinds_and_buffers_count() {
@@ -524,7 +553,7 @@ mod scan_tests {
             slabs.insert(name.to_owned(), cache);
         }
         // 60 IPv4 + 20 IPv6 established (1000 B received each), 20 TIME_WAIT.
-        let scan = scan_of(&[
+        let scan = census_of(&[
             (ScanKind::Owned, TCP_ESTABLISHED, false, 60, 1000),
             (ScanKind::Owned, TCP_ESTABLISHED, true, 20, 1000),
             (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 20, 0),
@@ -532,7 +561,7 @@ mod scan_tests {
         let sample = Sample {
             at_seconds: 0.0,
             transitions: TransitionCounts::default(),
-            scan: Some(scan),
+            census: Some(scan),
             scan_fresh: true,
             user_bytes: 0,
             open_fds: 80,
@@ -554,9 +583,9 @@ mod scan_tests {
         // and their cost is spread over the open connections.
         assert_eq!(report.connections.current, 80);
         assert!(!report.connections.by_state.contains_key("TIME_WAIT"));
-        assert_eq!(report.connections.source, "scan");
+        assert_eq!(report.connections.source, ConnectionsSource::Walk);
         assert_eq!(report.time_wait.current, 20);
-        assert_eq!(report.time_wait.current_source, "scan");
+        assert_eq!(report.time_wait.current_source, TimeWaitSource::Walk);
         let b = &report.cost_per_connection.kernel_breakdown;
         assert_eq!(b["tcp_sock"], 2000 * 60 / 80);
         assert_eq!(b["tcp6_sock"], 2200 * 20 / 80);
@@ -575,7 +604,7 @@ mod scan_tests {
         // Clients reusing 4-tuples end TIME_WAITs early (TWRecycled): the
         // entries of the last minute said 102,426 where the walk (and ss)
         // found 46,390. Only dialled connections' timewaits are estimated.
-        let scan = scan_of(&[
+        let scan = census_of(&[
             (ScanKind::Owned, TCP_ESTABLISHED, false, 10, 0),
             (ScanKind::OnTargetPort, TCP_TIME_WAIT, false, 46_390, 0),
         ]);
@@ -584,7 +613,7 @@ mod scan_tests {
         let sample = |events: BTreeMap<&'static str, u64>| Sample {
             at_seconds: 0.0,
             transitions: t.clone(),
-            scan: Some(scan.clone()),
+            census: Some(scan.clone()),
             scan_fresh: true,
             user_bytes: 0,
             open_fds: 10,
@@ -604,10 +633,13 @@ mod scan_tests {
         };
         let report = build_report(&[sample(BTreeMap::new())], ctx());
         assert_eq!(report.time_wait.current, 46_390);
-        assert_eq!(report.time_wait.current_source, "scan");
+        assert_eq!(report.time_wait.current_source, TimeWaitSource::Walk);
         let dialled = [("dialled_time_wait", 500)].into();
         let report = build_report(&[sample(dialled)], ctx());
         assert_eq!(report.time_wait.current, 46_890);
-        assert_eq!(report.time_wait.current_source, "scan+estimate");
+        assert_eq!(
+            report.time_wait.current_source,
+            TimeWaitSource::WalkAndEstimate
+        );
     }
 }

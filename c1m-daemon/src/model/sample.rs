@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{sock_scan::SockScan, transitions::TransitionCounts};
+use super::{sock_census::SockCensus, transitions::TransitionCounts};
 
 /// The target's own evidence counters since c1m attached (cumulative; the
 /// evidence window takes differences), by `c1m_common::TargetEvent` name.
@@ -14,8 +14,8 @@ pub type EventCounts = BTreeMap<&'static str, u64>;
 pub struct Sample {
     pub at_seconds: f64,
     pub transitions: TransitionCounts,
-    /// The `iter/tcp` scan, when this kernel allows it.
-    pub scan: Option<SockScan>,
+    /// The census of the `iter/tcp` walk, when this kernel allows it.
+    pub census: Option<SockCensus>,
     /// Whether the scan (and fd count) was taken for this sample, rather
     /// than carried over from an earlier one: at a million sockets a walk
     /// takes over a second, so walks run less often than samples.
@@ -37,7 +37,7 @@ impl Sample {
     /// Open connections: exact from the scan (which also sees connections
     /// accepted before c1m attached), else from the transitions seen.
     pub fn connections(&self) -> u64 {
-        match &self.scan {
+        match &self.census {
             Some(scan) => scan.current(),
             None => open_connections(&self.transitions),
         }
@@ -53,7 +53,7 @@ impl Sample {
         if let Some(fds) = self.connection_fds {
             return fds;
         }
-        let by_state = match &self.scan {
+        let by_state = match &self.census {
             Some(scan) => scan.by_state(),
             None => self.transitions.current_by_state(),
         };
@@ -62,7 +62,7 @@ impl Sample {
             .map(|state| by_state.get(state).copied().unwrap_or(0))
             .sum();
         let queued: u64 = self
-            .scan
+            .census
             .iter()
             .flat_map(|scan| &scan.listeners)
             .map(|l| u64::from(l.queued))

@@ -13,7 +13,8 @@ pub struct DaemonInfo {
     pub attach_mode: String,
     /// How child processes are followed, or why not.
     pub children: Availability,
-    /// Socket/fd scans through BPF iterators, or why they are unavailable.
+    /// Socket/fd walks through BPF iterators, or why they are unavailable.
+    /// The JSON key stays `scans`: it is documented API (README, `/api/v1`).
     pub scans: Availability,
     /// How the target's failed accepts (EMFILE, ENFILE, ENOMEM) are seen,
     /// or why they are not (one kind of evidence less).

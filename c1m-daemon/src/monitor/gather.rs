@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use crate::{
     analysis::inputs::{
         Capacity, CeilingInputs, CgroupMemory, Outbound, ProcessLimits, ThreadBound, Threads,
-        UnreadableApp,
+        UnreadableApp, UserBytesBasis,
     },
-    model::{evidence::WindowEvidence, report::Report, sock_scan::PairUse},
+    model::{evidence::WindowEvidence, report::Report, sock_census::PairUse},
     system::{
         apps::AppLimits,
         cgroup::{cgroup_dirs, parse_limit, parse_usage},
@@ -81,9 +81,9 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         kernel_unknown: cost.kernel_unknown.clone(),
         user_bytes: marginal.or(cost.user_bytes.map(|b| b as f64)),
         user_bytes_basis: if marginal.is_some() {
-            "marginal"
+            UserBytesBasis::Marginal
         } else {
-            "average"
+            UserBytesBasis::Average
         },
         buffer_bytes: cost.kernel_breakdown.get("buffers").map(|b| *b as f64),
         // Every connection a server holds is at least one fd; a slope below

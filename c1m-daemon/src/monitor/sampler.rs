@@ -1,5 +1,5 @@
 //! Taking samples of the target: the probes' counters, the socket and fd
-//! scans, its memory. Shared by `report` (one report at the end) and `run`
+//! walks, its memory. Shared by `report` (one report at the end) and `run`
 //! (a report after every sample).
 
 use std::{
@@ -18,7 +18,7 @@ use crate::{
     analysis::{CeilingInputs, analyze},
     ebpf::{
         error::ProbeError,
-        probes::{AttachMode, Probes, WalkState, ensure_privileges},
+        probes::{AttachMode, KernelLogger, Probes, WalkState, ensure_privileges},
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
@@ -53,7 +53,9 @@ const WALK_WAIT_BUDGET: Duration = Duration::from_millis(200);
 const APP_LIMITS_MAX_AGE: Duration = Duration::from_secs(30);
 
 pub struct Sampler {
-    pub probes: Probes,
+    probes: Probes,
+    /// Public only for `commands/ramp/engine.rs` (`targets.any_alive()`),
+    /// which is being rewritten; everything else uses the accessors below.
     pub targets: TargetSet,
     started: Instant,
     samples: VecDeque<Sample>,
@@ -164,8 +166,8 @@ impl Sampler {
         } else {
             None
         };
-        let carried = || self.samples.back().and_then(|last| last.scan.clone());
-        let (scan, scan_fresh) = if let Some(walk) = walk {
+        let carried = || self.samples.back().and_then(|last| last.census.clone());
+        let (census, scan_fresh) = if let Some(walk) = walk {
             match walk.context("walking the target's sockets and files")? {
                 WalkState::Done(walk) => {
                     log::debug!("socket and fd walks took {:?}", walk.took);
@@ -191,13 +193,13 @@ impl Sampler {
         };
         self.walk_wait = wait_started.elapsed();
         let open_fds = self.fds_by_pid.values().sum();
-        let connection_fds = scan
+        let connection_fds = census
             .is_some()
             .then(|| self.connection_fds_by_pid.values().sum());
         let sample = Sample {
             at_seconds: self.started.elapsed().as_secs_f64(),
             transitions: self.probes.read_transitions()?,
-            scan,
+            census,
             scan_fresh,
             user_bytes: pids
                 .iter()
@@ -294,7 +296,7 @@ impl Sampler {
             outbound_pairs: self
                 .samples
                 .back()
-                .and_then(|s| s.scan.as_ref())
+                .and_then(|s| s.census.as_ref())
                 .map(|scan| scan.outbound.as_slice()),
         })
     }
@@ -365,7 +367,7 @@ impl Sampler {
         let ports: std::collections::BTreeSet<u16> = self
             .samples
             .back()
-            .and_then(|s| s.scan.as_ref())
+            .and_then(|s| s.census.as_ref())
             .map(|scan| scan.listeners.iter().map(|l| l.port).collect())
             .unwrap_or_default();
         let Some(&pid) = self.targets.pids().first() else {
@@ -394,7 +396,7 @@ impl Sampler {
             attach_mode: self.probes.attach_mode.to_string(),
             children: Availability::from(&self.probes.children),
             accept_errors: Availability::from(&self.probes.accept_errors),
-            scans: match self.probes.scans_unavailable() {
+            scans: match self.probes.walks_unavailable() {
                 Some(why) => Availability::no(why),
                 None => Availability::yes("iter/tcp + iter/task_file"),
             },
@@ -407,6 +409,41 @@ impl Sampler {
             rss_bytes,
             cpu_seconds,
         }
+    }
+
+    /// How the TCP state changes are observed.
+    pub fn attach_mode(&self) -> AttachMode {
+        self.probes.attach_mode
+    }
+
+    /// How child processes are followed, or why they are not.
+    pub fn children(&self) -> &Result<&'static str, String> {
+        &self.probes.children
+    }
+
+    /// Why socket and fd walks are unavailable, if they are.
+    pub fn walks_unavailable(&self) -> Option<&str> {
+        self.probes.walks_unavailable()
+    }
+
+    /// Hand the kernel-side log reader to the caller (once).
+    pub fn take_kernel_logger(&mut self) -> Option<KernelLogger> {
+        self.probes.take_logger()
+    }
+
+    /// Every target process now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.targets.pids()
+    }
+
+    /// Whether any target process still runs.
+    pub fn any_alive(&self) -> bool {
+        self.targets.any_alive()
+    }
+
+    /// The processes the user named, for messages ("1234, 5678").
+    pub fn describe_targets(&self) -> String {
+        self.targets.describe_named()
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -1,7 +1,7 @@
 //! Network namespaces: a target in a container has its own sockets table,
 //! sysctls (`ip_local_port_range`, `tcp_max_tw_buckets`, `somaxconn`...)
 //! and counters. c1m measures it in its own namespace by moving its
-//! sampling thread there: the socket scan, `/proc/net/*` and
+//! sampling thread there: the socket walk, `/proc/net/*` and
 //! `/proc/sys/net/*` then all show the target's namespace.
 
 use std::{fs::File, os::fd::AsRawFd as _};

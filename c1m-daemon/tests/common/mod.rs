@@ -10,7 +10,7 @@ pub mod nginx;
 pub mod postgresql;
 pub mod redis;
 
-use c1m_daemon::protocol::{EchoEvent, EchoReady, from_line};
+use c1m_daemon::protocol::{EchoEvent, EchoReady, RunAttached, RunEvent, RunSample, from_line};
 use std::{
     io::{BufRead as _, BufReader, Lines},
     net::SocketAddr,
@@ -213,15 +213,20 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// The API address from `run --json`'s attached line.
-pub fn api_addr(attached: &str) -> String {
-    let value: serde_json::Value = serde_json::from_str(attached).unwrap();
-    let url = value["api"].as_str().expect("api in the attached line");
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
+/// The `attached` line of `run --json`, if `line` is one.
+pub fn run_attached(line: &str) -> Option<RunAttached> {
+    match RunEvent::from_line(line) {
+        Ok(RunEvent::Attached(attached)) => Some(attached),
+        _ => None,
+    }
+}
+
+/// A `sample` line of `run --json`, if `line` is one.
+pub fn run_sample(line: &str) -> Option<RunSample> {
+    match RunEvent::from_line(line) {
+        Ok(RunEvent::Sample(sample)) => Some(sample),
+        _ => None,
+    }
 }
 
 /// Start `c1m-daemon run --json` on `pid` and wait until it has attached.
@@ -250,9 +255,10 @@ pub fn spawn_run_with_api(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader, 
     let lines = LineReader::new(child.stdout.take().unwrap());
     let guard = ChildGuard { child };
     let attached = lines.wait_for(Duration::from_secs(30), "run to attach", |l| {
-        l.contains(r#""event":"attached""#)
+        run_attached(l).is_some()
     });
-    (guard, lines, api_addr(&attached))
+    let api = run_attached(&attached).unwrap().api_addr().to_owned();
+    (guard, lines, api)
 }
 
 /// A network namespace for one test, deleted on drop.

@@ -14,7 +14,7 @@ mod shard;
 pub mod source_ips;
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -29,7 +29,7 @@ use tokio::{
 pub use crate::loadgen::protocol::CloseSide;
 use crate::loadgen::protocol::{
     LoadEvent, LoadOutcome, LoadProgress, LoadRamped, LoadTotals, ShardPlan, ShardProgress,
-    from_line, to_line,
+    Verdict, from_line, to_line,
 };
 use shard::{ShardCounters, run_shard};
 
@@ -176,116 +176,168 @@ fn ports_held(options: &LoadOptions, max_tw_buckets: Option<u64>) -> u64 {
     }
 }
 
-pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
-    let ports = ephemeral_ports();
-    let source_ips = match &options.source_ips {
-        Some(ips) => ips.clone(),
-        None => source_ips::auto_source_ips(
-            options.target.ip(),
-            ports_held(options, read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok()),
-            ports,
-        ),
-    };
-    let nofile = read_rlimit_nofile().soft;
-    let plans = plan_shards(options, &source_ips, nofile);
-    let overflows_before = listen_overflows();
+/// What the coordinator settles before the first connection: the source
+/// IPs, the fd limit each shard lives under, and the shards' plans.
+struct Setup {
+    ports_per_ip: u64,
+    source_ips: Vec<IpAddr>,
+    nofile: u64,
+    plans: Vec<ShardPlan>,
+    /// The server's accept-queue overflows before the load, to count ours.
+    overflows_before: u64,
+}
 
+impl Setup {
+    fn read(options: &LoadOptions) -> Setup {
+        let ports_per_ip = ephemeral_ports();
+        let source_ips = match &options.source_ips {
+            Some(ips) => ips.clone(),
+            None => source_ips::auto_source_ips(
+                options.target.ip(),
+                ports_held(options, read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok()),
+                ports_per_ip,
+            ),
+        };
+        let nofile = read_rlimit_nofile().soft;
+        let plans = plan_shards(options, &source_ips, nofile);
+        Setup {
+            ports_per_ip,
+            source_ips,
+            nofile,
+            plans,
+            overflows_before: listen_overflows(),
+        }
+    }
+}
+
+/// Where the load stands between ticks of the coordination loop.
+#[derive(Default)]
+struct Progress {
+    peak_open: u64,
+    ramp_done: Option<Duration>,
+    previous_connected: u64,
+    stopping: bool,
+    verdict: Option<Verdict>,
+}
+
+/// Start the shards, sum their counters every second until they finish
+/// (the ramp, the hold, or a signal), and return the outcome.
+pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
+    let setup = Setup::read(options);
     let (stop, stopped) = watch::channel(false);
-    let mut shards = if plans.len() == 1 {
-        let counters = Arc::new(ShardCounters::default());
-        let task = tokio::spawn(run_shard(plans[0].clone(), counters.clone(), stopped));
-        Shards::InProcess(counters, task)
-    } else {
-        spawn_children(&plans)?
-    };
+    let mut shards = start_shards(&setup.plans, stopped)?;
     let bar = progress_bar(options);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown = Shutdown::install()?;
-    let mut peak_open = 0;
-    let mut ramp_done: Option<Duration> = None;
-    let mut previous_connected = 0;
-    let mut stopping = false;
-    let mut verdict = None;
+    let mut p = Progress::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {},
-            _ = shutdown.recv() => { stop_all(&stop, &shards); stopping = true; }
+            _ = shutdown.recv() => { stop_all(&stop, &shards); p.stopping = true; }
             _ = shards.reap() => {},
         }
         let totals = shards.totals();
-        peak_open = peak_open.max(totals.counts.open);
+        p.peak_open = p.peak_open.max(totals.counts.open);
         // The ramp is over when every shard has finished its part (churn
         // mode has no ramp: its duration is the shards' business).
-        if ramp_done.is_none() && totals.ramped_shards == shards.count() {
-            ramp_done = Some(started.elapsed());
+        if p.ramp_done.is_none() && totals.ramped_shards == shards.count() {
+            p.ramp_done = Some(started.elapsed());
             // Diagnose now, while the connections (and the server's fds)
             // are still open.
-            if options.churn.is_none() && peak_open < options.connections {
-                verdict = diagnose(&Evidence {
-                    failures: totals.counts.failures.clone(),
-                    stalled: totals.stalled_shards > 0,
-                    client_nofile: nofile,
-                    ports_per_ip: ports,
-                    source_ips: source_ips.len(),
-                    servers_at_fd_limit: options
-                        .server_pid
-                        .map(servers_at_fd_limit)
-                        .unwrap_or_default(),
-                    listen_overflows: listen_overflows().saturating_sub(overflows_before),
-                });
+            if options.churn.is_none() && p.peak_open < options.connections {
+                p.verdict = diagnose_ramp(options, &setup, &totals);
             }
             if options.json {
-                println!(
-                    "{}",
-                    to_line(&LoadEvent::Ramped(LoadRamped {
-                        elapsed_ms: started.elapsed().as_millis() as u64,
-                        open: totals.counts.open,
-                        target: options.connections,
-                        reached: peak_open >= options.connections,
-                        failures: totals.counts.failures.clone(),
-                        verdict: verdict.clone(),
-                        connect_latency_us: totals.counts.connect_latency_us.clone(),
-                    }))
-                );
+                print_ramped(options, started, &totals, &p);
             }
         }
-        if let Some(ramped) = ramp_done
-            && !stopping
+        if let Some(ramped) = p.ramp_done
+            && !p.stopping
             && options.churn.is_none()
             && started.elapsed() >= ramped + options.hold
         {
             stop_all(&stop, &shards);
-            stopping = true;
+            p.stopping = true;
         }
-        let rate = totals.counts.connected_total - previous_connected;
-        previous_connected = totals.counts.connected_total;
+        let rate = totals.counts.connected_total - p.previous_connected;
+        p.previous_connected = totals.counts.connected_total;
         report_progress(options, &bar, started.elapsed(), &totals, rate);
         if shards.finished() {
             break;
         }
     }
     bar.finish_and_clear();
-    let totals = shards.totals();
-    let ramp_seconds = ramp_done.unwrap_or(started.elapsed()).as_secs_f64();
-    let reached = options.churn.is_none() && peak_open >= options.connections;
-    if reached {
-        verdict = None;
+    Ok(outcome(options, &setup, &shards, started, p))
+}
+
+/// One shard runs in this process; more run as child processes.
+fn start_shards(plans: &[ShardPlan], stopped: watch::Receiver<bool>) -> anyhow::Result<Shards> {
+    if plans.len() == 1 {
+        let counters = Arc::new(ShardCounters::default());
+        let task = tokio::spawn(run_shard(plans[0].clone(), counters.clone(), stopped));
+        Ok(Shards::InProcess(counters, task))
+    } else {
+        spawn_children(plans)
     }
-    Ok(LoadOutcome {
+}
+
+/// Why a ramp stopped short, from its errors and the server's state.
+fn diagnose_ramp(options: &LoadOptions, setup: &Setup, totals: &LoadTotals) -> Option<Verdict> {
+    diagnose(&Evidence {
+        failures: totals.counts.failures.clone(),
+        stalled: totals.stalled_shards > 0,
+        client_nofile: setup.nofile,
+        ports_per_ip: setup.ports_per_ip,
+        source_ips: setup.source_ips.len(),
+        servers_at_fd_limit: options
+            .server_pid
+            .map(servers_at_fd_limit)
+            .unwrap_or_default(),
+        listen_overflows: listen_overflows().saturating_sub(setup.overflows_before),
+    })
+}
+
+/// The `ramped` event of `load --json`.
+fn print_ramped(options: &LoadOptions, started: Instant, totals: &LoadTotals, p: &Progress) {
+    println!(
+        "{}",
+        to_line(&LoadEvent::Ramped(LoadRamped {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            open: totals.counts.open,
+            target: options.connections,
+            reached: p.peak_open >= options.connections,
+            failures: totals.counts.failures.clone(),
+            verdict: p.verdict.clone(),
+            connect_latency_us: totals.counts.connect_latency_us.clone(),
+        }))
+    );
+}
+
+fn outcome(
+    options: &LoadOptions,
+    setup: &Setup,
+    shards: &Shards,
+    started: Instant,
+    p: Progress,
+) -> LoadOutcome {
+    let totals = shards.totals();
+    let ramp_seconds = p.ramp_done.unwrap_or(started.elapsed()).as_secs_f64();
+    let reached = options.churn.is_none() && p.peak_open >= options.connections;
+    LoadOutcome {
         target: options.target,
         requested: options.connections,
-        peak_open,
+        peak_open: p.peak_open,
         reached,
         ramp_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
         ramp_rate: totals.counts.connected_total as f64 / ramp_seconds.max(1e-3),
         processes: shards.count(),
-        source_ips: source_ips.len(),
+        source_ips: setup.source_ips.len(),
         totals,
-        verdict,
+        verdict: if reached { None } else { p.verdict },
         churned: options.churn.is_some(),
-    })
+    }
 }
 
 fn stop_all(stop: &watch::Sender<bool>, shards: &Shards) {

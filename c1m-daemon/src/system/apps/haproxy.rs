@@ -1150,6 +1150,19 @@ fn parse_show_info_maxconn(reply: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of text the server's
+/// admin or the server wrote (command line, config, `show info`); how many
+/// accepted it.
+pub fn parse_untrusted_text(text: &str) -> usize {
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    let env = HashMap::from([("HOME".to_owned(), "/root".to_owned())]);
+    let files = [("/fuzz/haproxy.cfg".to_owned(), text.to_owned())];
+    let mut accepted = usize::from(parse_cmdline(&words).is_ok());
+    accepted += usize::from(parse_config(&files, &env, &Cmdline::default()).is_ok());
+    accepted += usize::from(parse_show_info_maxconn(text).is_some());
+    accepted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -555,6 +555,19 @@ pub fn conn_limit(options: &Options, own: OwnFds, origin: Option<&ConfOrigin>) -
     }
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of text the server's
+/// admin or the kernel wrote (command line, config wrappers, socket
+/// tables); how many accepted it.
+pub fn parse_untrusted_text(text: &str) -> usize {
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    let mut accepted = usize::from(parse_args(&words).is_ok());
+    accepted += usize::from(conf_origin(Path::new("/fuzz/memcached.conf"), text, &words).is_some());
+    accepted += usize::from(!wrapper_params(text).is_empty());
+    accepted += usize::from(!unix_listener_inodes(text).is_empty());
+    accepted += usize::from(!inet_listener_inodes(text.lines(), true).is_empty());
+    accepted
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

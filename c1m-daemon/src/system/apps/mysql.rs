@@ -690,6 +690,17 @@ fn environ_var(pid: u32, name: &str) -> Option<String> {
     })
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of text the server's
+/// admin or the server wrote (`my.cnf`, `mysqld-auto.cnf`, the command
+/// line); how many accepted it.
+pub fn parse_untrusted_text(text: &str) -> usize {
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    parse_command_line(&words);
+    usize::from(parse_option_file(text).is_ok())
+        + usize::from(parse_persisted(text, "max_connections").is_ok_and(|v| v.is_some()))
+        + usize::from(parse_number(text, (1, 100_000)).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

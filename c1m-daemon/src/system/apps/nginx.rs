@@ -938,6 +938,13 @@ fn app_limit(settings: &Settings, deployment: &Deployment) -> AppLimit {
     }
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of text the server's
+/// admin wrote (the config file, `-g` directives); how many accepted it.
+pub fn parse_untrusted_text(text: &str) -> usize {
+    usize::from(parse_config(text, None).is_ok())
+        + usize::from(parse_config(text, Some(Path::new("/fuzz/nginx.conf"))).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

@@ -678,6 +678,17 @@ fn process_start(pid: u32) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of text the server's
+/// admin wrote (`postgresql.conf`, the command line, `PG_VERSION`); how many
+/// accepted it.
+pub fn parse_untrusted_text(text: &str) -> usize {
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    parse_command_line(&words);
+    usize::from(parse_conf(text).is_ok())
+        + usize::from(parse_int(text).is_some())
+        + usize::from(parse_major_version(text).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

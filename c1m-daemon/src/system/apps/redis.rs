@@ -849,6 +849,28 @@ fn limit_from_config(failed: &str, c: &Configured, nofile: Option<u64>) -> AppLi
     }
 }
 
+/// For the fuzz targets (`parsers.rs`): the parsers of bytes the server
+/// or its admin wrote (RESP replies, config lines and files, the command
+/// line); how many accepted them.
+pub fn parse_untrusted_text(bytes: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(bytes);
+    let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    let mut no_includes = |_: &Path| Ok(Vec::new());
+    let mut accepted = usize::from(parse_reply(bytes).is_ok_and(|r| r.is_some()));
+    accepted += text
+        .lines()
+        .filter(|l| split_args(l).is_some())
+        .count()
+        .min(1);
+    accepted += usize::from(
+        maxclients_in_config(Path::new("/fuzz/redis.conf"), &text, &mut no_includes, 0)
+            .is_ok_and(|s| s.is_some()),
+    );
+    accepted += usize::from(parse_command_line(&words).is_some());
+    accepted += usize::from(parse_maxclients(&text).is_some());
+    accepted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

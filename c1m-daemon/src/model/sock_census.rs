@@ -1,4 +1,4 @@
-//! The target's sockets as the `iter/tcp` scan found them: exact counts by
+//! The walk's census of the target's sockets: what the `iter/tcp` walk found: exact counts by
 //! state and family, and the buffer memory they hold.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use c1m_common::{
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SockScan {
+pub struct SockCensus {
     /// (kind, state, ipv6) -> sums, only non-empty slots.
     pub slots: BTreeMap<(u32, u32, bool), SockScanSlot>,
     /// The target's listening sockets: accept queue and drops of each.
@@ -57,10 +57,10 @@ pub struct SocketKinds {
     pub time_wait_v6: u64,
 }
 
-impl SockScan {
+impl SockCensus {
     /// From the raw `SOCK_SCAN` array, indexed as `c1m_common::scan` lays
     /// it out.
-    pub fn from_slots(raw: &[SockScanSlot]) -> SockScan {
+    pub fn from_slots(raw: &[SockScanSlot]) -> SockCensus {
         debug_assert_eq!(raw.len(), SOCK_SCAN_SLOTS as usize);
         let slots = raw
             .iter()
@@ -71,9 +71,9 @@ impl SockScan {
                 ((kind as u32, state, ipv6), *slot)
             })
             .collect();
-        SockScan {
+        SockCensus {
             slots,
-            ..SockScan::default()
+            ..SockCensus::default()
         }
     }
 
@@ -102,7 +102,7 @@ impl SockScan {
         by_state
     }
 
-    /// Open connections (see [`SockScan::open`]).
+    /// Open connections (see [`SockCensus::open`]).
     pub fn current(&self) -> u64 {
         self.open().map(|(_, _, slot)| slot.sockets).sum()
     }
@@ -166,19 +166,19 @@ pub mod tests {
 
     /// A scan with `n` sockets of each (kind, state, ipv6), each socket
     /// holding `rmem` received bytes.
-    pub fn scan_of(entries: &[(ScanKind, u32, bool, u64, u64)]) -> SockScan {
+    pub fn census_of(entries: &[(ScanKind, u32, bool, u64, u64)]) -> SockCensus {
         let mut raw = vec![SockScanSlot::default(); SOCK_SCAN_SLOTS as usize];
         for &(kind, state, ipv6, n, rmem) in entries {
             let slot = &mut raw[sock_scan_index(kind, state, ipv6).unwrap() as usize];
             slot.sockets += n;
             slot.rmem_alloc += n * rmem;
         }
-        SockScan::from_slots(&raw)
+        SockCensus::from_slots(&raw)
     }
 
     #[test]
     fn counts_connections_not_listeners_and_splits_kinds() {
-        let scan = scan_of(&[
+        let scan = census_of(&[
             (ScanKind::Owned, TCP_LISTEN, false, 1, 0),
             (ScanKind::Owned, TCP_ESTABLISHED, false, 100, 10),
             (ScanKind::Owned, TCP_ESTABLISHED, true, 20, 0),

@@ -1,8 +1,9 @@
-//! Periodic scans through BPF iterators: `iter/tcp` for the target's
-//! sockets (exact counts and buffer memory) and `iter/task_file` for its
-//! open files. Each scan zeroes its map, reads the iterator to the end (the
+//! The walks' programs: BPF iterators, `iter/tcp` over the target's
+//! sockets (exact counts and buffer memory) and `iter/task_file` over its
+//! open files. Each walk zeroes its map, reads the iterator to the end (the
 //! kernel runs the program once per object during the read) and reads the
-//! sums back.
+//! census back. (The kernel-side names, `PROG_SOCK_SCAN`, `MAP_SOCK_SCAN`,
+//! stay as they are: they name objects `bpftool` shows.)
 
 use std::{
     collections::BTreeMap,
@@ -21,9 +22,9 @@ use c1m_common::{
 };
 
 use super::error::{ProbeError, error_chain, map_error, program_mut};
-use crate::model::sock_scan::{PairUse, SockScan};
+use crate::model::sock_census::{PairUse, SockCensus};
 
-pub struct Scans {
+pub struct WalkPrograms {
     sock_scan: Array<MapData, SockScanSlot>,
     fd_counts: HashMap<MapData, u32, FdCount>,
     listen_found: HashMap<MapData, u32, u64>,
@@ -33,7 +34,7 @@ pub struct Scans {
 
 /// What one walk of the target's file tables found.
 #[derive(Debug, Clone, Default)]
-pub struct FdScan {
+pub struct FdCensus {
     /// Open files per target process.
     pub by_pid: BTreeMap<u32, u64>,
     /// TCP connections (non-listening TCP sockets) each holds an fd for.
@@ -42,10 +43,10 @@ pub struct FdScan {
     pub listening_ports: BTreeMap<u16, u64>,
 }
 
-impl Scans {
-    /// Load both iterator programs. `Err` says why scans are unavailable on
+impl WalkPrograms {
+    /// Load both iterator programs. `Err` says why walks are unavailable on
     /// this kernel (the daemon then falls back to estimates and `/proc`).
-    pub fn load(ebpf: &mut Ebpf) -> Result<Result<Scans, String>, ProbeError> {
+    pub fn load(ebpf: &mut Ebpf) -> Result<Result<WalkPrograms, String>, ProbeError> {
         let loaded = (|| {
             let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
             for (program, target) in [(PROG_SOCK_SCAN, "tcp"), (PROG_FD_SCAN, "task_file")] {
@@ -68,7 +69,7 @@ impl Scans {
             .map_err(map_error(MAP_LISTENERS_FOUND))?;
         let outbound_pairs =
             HashMap::try_from(take(MAP_OUTBOUND_PAIRS)?).map_err(map_error(MAP_OUTBOUND_PAIRS))?;
-        Ok(Ok(Scans {
+        Ok(Ok(WalkPrograms {
             sock_scan,
             fd_counts,
             listen_found,
@@ -77,7 +78,7 @@ impl Scans {
         }))
     }
 
-    pub fn scan_sockets(&mut self, ebpf: &mut Ebpf) -> Result<SockScan, ProbeError> {
+    pub fn walk_sockets(&mut self, ebpf: &mut Ebpf) -> Result<SockCensus, ProbeError> {
         for index in 0..SOCK_SCAN_SLOTS {
             self.sock_scan
                 .set(index, SockScanSlot::default(), 0)
@@ -90,27 +91,27 @@ impl Scans {
             .map(|index| self.sock_scan.get(&index, 0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_SOCK_SCAN))?;
-        let mut scan = SockScan::from_slots(&raw);
-        scan.listeners = self
+        let mut census = SockCensus::from_slots(&raw);
+        census.listeners = self
             .listeners_found
             .iter()
             .map(|entry| entry.map(|(_, slot)| slot))
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_LISTENERS_FOUND))?;
         // A full map drops listeners silently on the kernel side: say so.
-        scan.listeners_truncated = scan.listeners.len() >= MAX_TARGET_LISTENERS as usize;
-        scan.outbound = self
+        census.listeners_truncated = census.listeners.len() >= MAX_TARGET_LISTENERS as usize;
+        census.outbound = self
             .outbound_pairs
             .iter()
             .map(|entry| entry.map(|(pair, open)| outbound_use(&pair, open)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(map_error(MAP_OUTBOUND_PAIRS))?;
-        scan.outbound_truncated = scan.outbound.len() >= MAX_OUTBOUND_PAIRS as usize;
-        Ok(scan)
+        census.outbound_truncated = census.outbound.len() >= MAX_OUTBOUND_PAIRS as usize;
+        Ok(census)
     }
 
     /// Open files and listening sockets per target process.
-    pub fn scan_fds(&mut self, ebpf: &mut Ebpf) -> Result<FdScan, ProbeError> {
+    pub fn walk_fds(&mut self, ebpf: &mut Ebpf) -> Result<FdCensus, ProbeError> {
         clear(&mut self.fd_counts);
         clear(&mut self.listen_found);
         run_iterator(ebpf, PROG_FD_SCAN)?;
@@ -130,7 +131,7 @@ impl Scans {
             .map(|entry| entry.map(|(port, n)| (port as u16, n)))
             .collect::<Result<BTreeMap<_, _>, _>>()
             .map_err(map_error(MAP_LISTEN_FOUND))?;
-        Ok(FdScan {
+        Ok(FdCensus {
             by_pid,
             connections_by_pid,
             listening_ports,
@@ -165,7 +166,7 @@ fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<MapData, K, V>) {
 
 /// One walk: a new iterator instance, read until the kernel says it is done.
 fn run_iterator(ebpf: &mut Ebpf, program: &'static str) -> Result<(), ProbeError> {
-    let fail = |why: String| ProbeError::Scan { program, why };
+    let fail = |why: String| ProbeError::Walk { program, why };
     let iter: &mut Iter = program_mut(ebpf, program).map_err(fail)?;
     let link_id = iter.attach().map_err(|e| fail(error_chain(e)))?;
     let link = iter.take_link(link_id).map_err(|e| fail(error_chain(e)))?;
