@@ -10,55 +10,12 @@
 
 mod common;
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::Value;
+use common::{api::*, *};
 
 const CAP: u64 = 200;
 const LIMIT: &str = "haproxy.maxconn";
-
-/// The report, or `Null` before the first sample (503).
-fn report(api: &str) -> Value {
-    let (status, body) = http_get(api, "/api/v1/report");
-    if status == 503 {
-        return Value::Null;
-    }
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn entry<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
-    report["ceiling"]["limits"]
-        .as_array()?
-        .iter()
-        .find(|limit| limit["name"] == name)
-}
-
-fn has_evidence(report: &Value) -> bool {
-    entry(report, LIMIT)
-        .and_then(|limit| limit["evidence"].as_array())
-        .is_some_and(|evidence| !evidence.is_empty())
-}
-
-/// Poll the report every 500 ms until `done` holds; panics after `within`.
-fn poll(api: &str, within: Duration, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let report = report(api);
-        if done(&report) {
-            return report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {within:?}: {report:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[test]
 fn a_load_past_haproxy_maxconn_binds_as_the_application_limit() {
@@ -69,20 +26,7 @@ fn a_load_past_haproxy_maxconn_binds_as_the_application_limit() {
         return;
     };
     let (_run, _lines, api) = spawn_run_with_api(server.pid, &[]);
-    let load = daemon()
-        .args(["load", "--target", &server.addr.to_string()])
-        .args([
-            "--connections",
-            &(2 * CAP + 50).to_string(),
-            "--hold",
-            "60s",
-        ])
-        .args(["--connect-timeout", "1s", "--stall-timeout", "2s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning c1m-daemon load");
-    let load = ChildGuard { child: load };
+    let load = spawn_load(&[], &server.addr.to_string(), 2 * CAP + 50, HOLD);
     let started = Instant::now();
 
     let bound = poll(
@@ -107,17 +51,14 @@ fn a_load_past_haproxy_maxconn_binds_as_the_application_limit() {
         "c1m says {max}, haproxy allows {allowed}: {bound:#}"
     );
 
-    let hit = poll(
-        &api,
-        Duration::from_secs(30),
-        "evidence of the cap",
-        has_evidence,
-    );
+    let hit = poll(&api, Duration::from_secs(30), "evidence of the cap", |r| {
+        has_evidence(r, LIMIT)
+    });
     eprintln!(
         "{LIMIT} had evidence {:.1} s after the load started",
         started.elapsed().as_secs_f64()
     );
-    let limit = entry(&hit, LIMIT).unwrap();
+    let limit = limit(&hit, LIMIT).unwrap();
     assert_eq!(limit["kind"], "application", "{limit:#}");
     assert_eq!(limit["exceeded"], true, "{limit:#}");
     let source = limit["source"].as_str().unwrap_or_default();
@@ -130,15 +71,5 @@ fn a_load_past_haproxy_maxconn_binds_as_the_application_limit() {
     }
 
     drop(load);
-    let stopped = Instant::now();
-    poll(
-        &api,
-        Duration::from_secs(20),
-        "the limit no longer exceeded",
-        |r| entry(r, LIMIT).is_some_and(|limit| limit["exceeded"] == false),
-    );
-    eprintln!(
-        "{LIMIT} cleared {:.1} s after the load stopped",
-        stopped.elapsed().as_secs_f64()
-    );
+    cleared(&api, LIMIT);
 }

@@ -13,32 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{postgresql, *};
-use serde_json::Value;
+use common::{api::*, postgresql, *};
 
 const CAP: u64 = 200;
 const NAME: &str = "postgresql.max_connections";
-
-/// The report, or `Null` before the first sample (503).
-fn get_report(api: &str) -> Value {
-    let (status, body) = http_get(api, "/api/v1/report");
-    if status == 503 {
-        return Value::Null;
-    }
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn entry(report: &Value) -> Option<&Value> {
-    report["ceiling"]["limits"]
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == NAME)
-}
-
-fn has_evidence(report: &Value) -> bool {
-    entry(report).is_some_and(|l| l["evidence"].as_array().is_some_and(|e| !e.is_empty()))
-}
 
 #[test]
 fn postgresql_max_connections_binds_when_sessions_hit_it() {
@@ -55,11 +33,11 @@ fn postgresql_max_connections_binds_when_sessions_hit_it() {
     let deadline = started + Duration::from_secs(30);
     let mut named_after = None;
     let report = loop {
-        let report = get_report(&api);
+        let report = common::api::report(&api);
         let binding = &report["ceiling"]["binding"];
         if binding["kind"] == "application" && binding["name"] == NAME {
             named_after.get_or_insert(started.elapsed());
-            if has_evidence(&report) && sessions.refused() > 0 {
+            if has_evidence(&report, NAME) && sessions.refused() > 0 {
                 break report;
             }
         }
@@ -97,7 +75,7 @@ fn postgresql_max_connections_binds_when_sessions_hit_it() {
         (max - allowed).abs() <= allowed * 0.01,
         "binding max_connections {max}, the server allows {allowed}: {report:#}"
     );
-    let limit = entry(&report).unwrap();
+    let limit = limit(&report, NAME).unwrap();
     eprintln!("postgresql: the limit in the report: {limit:#}");
     assert_eq!(limit["kind"], "application", "{limit:#}");
     assert_eq!(limit["exceeded"], true, "{limit:#}");
@@ -105,8 +83,8 @@ fn postgresql_max_connections_binds_when_sessions_hit_it() {
     drop(sessions);
     let stopped = Instant::now();
     loop {
-        let report = get_report(&api);
-        if entry(&report).is_some_and(|l| l["exceeded"] == false) {
+        let report = common::api::report(&api);
+        if common::api::limit(&report, NAME).is_some_and(|l| l["exceeded"] == false) {
             eprintln!(
                 "postgresql: {NAME} no longer exceeded {:.1} s after the sessions closed",
                 stopped.elapsed().as_secs_f64()

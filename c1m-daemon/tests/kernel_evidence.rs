@@ -11,8 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
-use serde_json::Value;
+use common::{api::*, *};
 
 /// A server c1m knows nothing about: it accepts, holds the first `cap`
 /// connections, and closes every later one at once without reading it.
@@ -40,11 +39,7 @@ fn capped_server(cap: u64) -> Option<(ChildGuard, String)> {
         .stdout(Stdio::piped())
         .spawn()
     else {
-        let why = "observed cap: python3 (the unknown test server) is not installed";
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        skip("observed cap: python3 (the unknown test server) is not installed");
         return None;
     };
     let mut port = String::new();
@@ -52,44 +47,6 @@ fn capped_server(cap: u64) -> Option<(ChildGuard, String)> {
         .read_line(&mut port)
         .unwrap();
     Some((ChildGuard { child }, format!("127.0.0.1:{}", port.trim())))
-}
-
-/// The latest report; `None` before the first sample (503).
-fn try_report(api: &str) -> Option<Value> {
-    let (status, body) = http_get(api, "/api/v1/report");
-    match status {
-        200 => Some(serde_json::from_str(&body).unwrap()),
-        503 => None,
-        _ => panic!("{status}: {body}"),
-    }
-}
-
-fn report(api: &str) -> Value {
-    try_report(api).expect("a report")
-}
-
-fn limit<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
-    report["ceiling"]["limits"]
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == name)
-}
-
-/// Poll the API until `pred` holds; panics with the last report after
-/// `timeout`.
-fn poll(api: &str, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let r = try_report(api).unwrap_or_default();
-        if !r.is_null() && pred(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}: {r:#}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -103,21 +60,19 @@ fn an_unknown_servers_own_cap_is_observed_and_clears_with_the_window() {
     };
     let (_daemon, _lines, api) = spawn_run_with_api(server.pid(), &[]);
     let started = Instant::now();
-    let load = daemon()
-        .args(["load", "--target", &addr, "--connections", "400"])
-        .args([
+    let load = spawn_load(
+        &[],
+        &addr,
+        400,
+        &[
             "--hold",
             "60s",
             "--connect-timeout",
             "1s",
             "--stall-timeout",
             "30s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let load = ChildGuard { child: load };
+        ],
+    );
     let r = poll(&api, Duration::from_secs(30), "an observed cap", |r| {
         r["ceiling"]["binding"]["name"] == "application.observed"
     });
@@ -183,18 +138,16 @@ fn a_server_on_the_same_port_in_another_namespace_is_not_the_target() {
     let listen = format!("127.0.0.1:{}", addr.port());
     let (_stranger, _) = spawn_echo_in(&ns.prefix(), &["--workers", "1", "--listen", &listen]);
     let (_daemon, _lines, api) = spawn_run_with_api(target.pid(), &[]);
-    let load = |prefix: &[&str], n: &str| {
-        let child = daemon_in(prefix)
-            .args(["load", "--target", &listen, "--connections", n])
-            .args(["--hold", "30s", "--source-ips", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        ChildGuard { child }
+    let load = |prefix: &[&str], n: u64| {
+        spawn_load(
+            prefix,
+            &listen,
+            n,
+            &["--hold", "30s", "--source-ips", "127.0.0.1"],
+        )
     };
-    let _outside = load(&[], "500");
-    let _inside = load(&ns.prefix(), "1500");
+    let _outside = load(&[], 500);
+    let _inside = load(&ns.prefix(), 1500);
     let r = poll(&api, Duration::from_secs(30), "500 connections", |r| {
         r["connections"]["current"] == 500
     });
@@ -215,7 +168,7 @@ fn a_server_on_the_same_port_in_another_namespace_is_not_the_target() {
         "the stranger holds only {} connections",
         inside.lines().count()
     );
-    let r2 = report(&api);
+    let r2 = try_report(&api).expect("a report");
     assert_eq!(r2["connections"]["current"], 500, "{r2:#}");
     assert_eq!(r2["connections"]["accepted_total"], 500, "{r2:#}");
     assert_eq!(

@@ -8,7 +8,7 @@
 mod common;
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -45,37 +45,10 @@ fn prometheus_installed(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let why = format!("{test}: {missing:?} not installed (apt-get install prometheus)");
-    if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-        panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-    }
-    eprintln!("SKIPPED {why}");
+    skip(&format!(
+        "{test}: {missing:?} not installed (apt-get install prometheus)"
+    ));
     false
-}
-
-/// A directory of this test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("c1m-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Run `promtool <args>` in `dir`; panics with its output unless it succeeds.
@@ -223,14 +196,6 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
         .collect()
 }
 
-fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A GET on loopback with an optional bearer token: (status, body).
 fn get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
@@ -335,7 +300,7 @@ fn prometheus_scrapes_the_daemon_started_as_the_unit_starts_it() {
     // directory, its binary; only the address moves to a free loopback
     // port (the token is checked there too).
     let (script, credential) = unit_script_and_credential();
-    let daemon_addr = format!("127.0.0.1:{}", free_loopback_port());
+    let daemon_addr = format!("127.0.0.1:{}", free_port());
     for from in ["/usr/local/bin/c1m-daemon", "0.0.0.0:9808"] {
         assert!(script.contains(from), "the unit's script has no {from}");
     }
@@ -374,7 +339,7 @@ fn prometheus_scrapes_the_daemon_started_as_the_unit_starts_it() {
         .collect();
 
     // Prometheus from deploy/prometheus/prometheus.yml, scraping every second.
-    let prometheus_addr = format!("127.0.0.1:{}", free_loopback_port());
+    let prometheus_addr = format!("127.0.0.1:{}", free_port());
     let config = prometheus_config(&dir, Some(&daemon_addr), "1s");
     let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
     let _prometheus = ChildGuard {

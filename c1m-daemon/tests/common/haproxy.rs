@@ -5,11 +5,12 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
+    net::{SocketAddr, TcpStream},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use super::{TempDir, children_of};
 
 pub const BINARY: &str = "/usr/sbin/haproxy";
 
@@ -19,18 +20,13 @@ pub struct Running {
     /// connections is its child).
     pub pid: u32,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: TempDir,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for pid in children_of(self.pid) {
-            // SAFETY: signalling a worker this test started, by pid.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let workers = children_of(self.pid);
+        super::testing::stop(&mut self.child, None, &workers);
     }
 }
 
@@ -39,21 +35,12 @@ impl Drop for Running {
 /// where that panics.
 pub fn start(cap: u64) -> Option<Running> {
     if !std::path::Path::new(BINARY).exists() {
-        let why = format!("haproxy: no {BINARY} (apt-get install haproxy)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        super::skip(&format!("haproxy: no {BINARY} (apt-get install haproxy)"));
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("c1m-haproxy-e2e-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("haproxy.cfg");
+    let port = super::free_port();
+    let dir = TempDir::new("haproxy-e2e");
+    let config = dir.0.join("haproxy.cfg");
     std::fs::write(
         &config,
         format!(
@@ -114,23 +101,4 @@ fn answers(addr: &SocketAddr) -> bool {
     stream.write_all(request.as_bytes()).is_ok()
         && stream.read_to_string(&mut reply).is_ok()
         && reply.starts_with("HTTP/1.1 200")
-}
-
-/// Pids whose parent is `parent`, from /proc/*/stat.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let after = stat.rsplit_once(')')?.1;
-                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
 }

@@ -4,12 +4,14 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     os::unix::process::CommandExt as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
+
+use super::TempDir;
 
 pub const MEMCACHED: &str = "/usr/bin/memcached";
 /// Worker threads (`-t`): each keeps 4 fds (an eventfd, an epoll fd, a pipe).
@@ -22,14 +24,12 @@ pub struct Running {
     /// memcached is one process: the pid to give c1m as `--pid`.
     pub pid: u32,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: TempDir,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        super::testing::stop(&mut self.child, None, &[]);
     }
 }
 
@@ -38,20 +38,14 @@ impl Drop for Running {
 /// memcached, unless `C1M_REQUIRE_KERNEL_TESTS=1`.
 pub fn start(cap: u64) -> Option<Running> {
     if !Path::new(MEMCACHED).exists() {
-        let why = format!("{MEMCACHED} is not installed (apt install memcached)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        super::skip(&format!(
+            "{MEMCACHED} is not installed (apt install memcached)"
+        ));
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("c1m-memcached-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("memcached.log")).unwrap();
+    let port = super::free_port();
+    let dir = TempDir::new("memcached-e2e");
+    let log = std::fs::File::create(dir.0.join("memcached.log")).unwrap();
     let mut command = Command::new(MEMCACHED);
     command
         .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
@@ -92,7 +86,7 @@ pub fn start(cap: u64) -> Option<Running> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(running.dir.join("memcached.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(running.dir.0.join("memcached.log")).unwrap_or_default();
     panic!("memcached did not answer on {}: {log}", running.addr);
 }
 

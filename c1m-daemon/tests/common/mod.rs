@@ -4,11 +4,17 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod api;
 pub mod haproxy;
 pub mod memcached;
 pub mod nginx;
 pub mod postgresql;
 pub mod redis;
+/// The helpers the readers' own tests against real servers use too.
+#[path = "../../src/system/apps/testing.rs"]
+pub mod testing;
+
+pub use testing::{TempDir, free_port, skip};
 
 use c1m_daemon::protocol::{EchoEvent, EchoReady, RunAttached, RunEvent, RunSample, from_line};
 use std::{
@@ -33,11 +39,7 @@ pub fn kernel_tests_allowed(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    let why = format!("{test}: needs root to load eBPF programs");
-    if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-        panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-    }
-    eprintln!("SKIPPED {why}");
+    skip(&format!("{test}: needs root to load eBPF programs"));
     false
 }
 
@@ -63,6 +65,20 @@ impl Drop for ChildGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `c1m-daemon load --target TARGET --connections N <args>` (through
+/// `prefix`), its output discarded, ended by pid when dropped.
+pub fn spawn_load(prefix: &[&str], target: &str, connections: u64, args: &[&str]) -> ChildGuard {
+    let child = daemon_in(prefix)
+        .args(["load", "--target", target])
+        .args(["--connections", &connections.to_string()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning c1m-daemon load");
+    ChildGuard { child }
 }
 
 /// A process that is not our direct child (a grandchild), ended by pid.
@@ -309,4 +325,27 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
+}
+
+/// Pids whose parent is `parent`, from /proc/PID/stat (after the command
+/// name's `)`).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| parent_of(pid) == Some(parent))
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -6,11 +6,13 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    net::{SocketAddr, TcpStream},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use super::{TempDir, children_of};
 
 pub const NGINX: &str = "/usr/sbin/nginx";
 const WORKER_TITLE: &[u8] = b"nginx: worker process";
@@ -21,19 +23,14 @@ pub struct Running {
     /// The master: the pid to give c1m as `--pid` (its workers follow).
     pub pid: u32,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: TempDir,
 }
 
 impl Running {
     /// The master's `nginx: worker process` children, by pid.
     pub fn workers(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| parent(pid) == Some(self.pid))
+        children_of(self.pid)
+            .into_iter()
             .filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| c.starts_with(WORKER_TITLE))
@@ -42,34 +39,11 @@ impl Running {
     }
 }
 
-/// The parent pid from /proc/PID/stat (after the command name's `)`).
-fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         // SIGTERM: the master ends its workers, then itself.
         let workers = self.workers();
-        // SAFETY: signalling processes this test started, by pid.
-        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        for pid in workers {
-            // SAFETY: as above; a worker that already exited is gone (ESRCH).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        super::testing::stop(&mut self.child, Some(libc::SIGTERM), &workers);
     }
 }
 
@@ -78,21 +52,15 @@ impl Drop for Running {
 /// without nginx, unless `C1M_REQUIRE_KERNEL_TESTS=1`.
 pub fn start(cap: u64) -> Option<Running> {
     if !Path::new(NGINX).exists() {
-        let why = format!("{NGINX} is not installed (apt install nginx-light)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        super::skip(&format!(
+            "{NGINX} is not installed (apt install nginx-light)"
+        ));
         return None;
     }
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port");
-    let dir =
-        std::env::temp_dir().join(format!("c1m-nginx-{}-{}", std::process::id(), addr.port()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    let conf = dir.join("nginx.conf");
+    let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
+    let dir = TempDir::new("nginx-e2e");
+    let d = dir.0.display();
+    let conf = dir.0.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
@@ -129,7 +97,7 @@ pub fn start(cap: u64) -> Option<Running> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log = std::fs::read_to_string(running.dir.join("error.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(running.dir.0.join("error.log")).unwrap_or_default();
     panic!("nginx did not start a worker on {addr}: {log}");
 }
 

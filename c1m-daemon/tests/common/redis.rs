@@ -4,11 +4,13 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
+    net::{SocketAddr, TcpStream},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
+
+use super::TempDir;
 
 pub const REDIS: &str = "/usr/bin/redis-server";
 
@@ -20,14 +22,12 @@ pub struct Running {
     /// does): the pid to give c1m as `--pid`.
     pub pid: u32,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: TempDir,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        super::testing::stop(&mut self.child, None, &[]);
     }
 }
 
@@ -37,27 +37,21 @@ impl Drop for Running {
 /// `C1M_REQUIRE_KERNEL_TESTS=1`.
 pub fn start(cap: u64) -> Option<Running> {
     if !Path::new(REDIS).exists() {
-        let why = format!("{REDIS} is not installed (apt install redis-server)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        super::skip(&format!(
+            "{REDIS} is not installed (apt install redis-server)"
+        ));
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("c1m-redis-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let port = super::free_port();
+    let dir = TempDir::new("redis-e2e");
     let child = Command::new(REDIS)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--maxclients", &cap.to_string()])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .arg("--dir")
-        .arg(&dir)
+        .arg(&dir.0)
         .arg("--logfile")
-        .arg(dir.join("redis.log"))
+        .arg(dir.0.join("redis.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -74,7 +68,7 @@ pub fn start(cap: u64) -> Option<Running> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(running.dir.join("redis.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(running.dir.0.join("redis.log")).unwrap_or_default();
     panic!("redis did not answer on {}: {log}", running.addr);
 }
 

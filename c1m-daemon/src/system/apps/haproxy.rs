@@ -1551,14 +1551,17 @@ global
 mod real_server {
     use std::{
         io::{Read as _, Write as _},
-        net::{SocketAddr, TcpListener, TcpStream},
+        net::{SocketAddr, TcpStream},
         os::unix::process::CommandExt as _,
-        path::{Path, PathBuf},
+        path::Path,
         process::{Child, Command, Stdio},
         time::{Duration, Instant},
     };
 
-    use super::*;
+    use super::{
+        super::testing::{self, TempDir},
+        *,
+    };
 
     const BINARY: &str = "/usr/sbin/haproxy";
 
@@ -1566,34 +1569,8 @@ mod real_server {
         if Path::new(BINARY).exists() {
             return true;
         }
-        let why = format!("{test}: no {BINARY} (apt-get install haproxy)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        testing::skip(&format!("{test}: no {BINARY} (apt-get install haproxy)"));
         false
-    }
-
-    /// A temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos();
-            let dir = std::env::temp_dir()
-                .join(format!("c1m-haproxy-{tag}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     /// haproxy and its workers, killed by pid and reaped on drop (the
@@ -1619,28 +1596,16 @@ mod real_server {
 
     impl Drop for Server {
         fn drop(&mut self) {
-            for pid in self.pids().into_iter().skip(1) {
-                // SAFETY: signalling a worker this test started, by pid.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let workers: Vec<u32> = self.pids().into_iter().skip(1).collect();
+            testing::stop(&mut self.child, None, &workers);
         }
-    }
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
     }
 
     /// Write `files` (name, text with `PORT` and `DIR` replaced) to a new
     /// directory and run haproxy with `args` (`DIR` replaced) there.
     fn start(files: &[(&str, &str)], args: &[&str], nofile: Option<u64>) -> Server {
-        let dir = TempDir::new("reader");
-        let port = free_port();
+        let dir = TempDir::new("haproxy-reader");
+        let port = testing::free_port();
         let fill = |text: &str| {
             text.replace("PORT", &port.to_string())
                 .replace("DIR", &dir.0.display().to_string())

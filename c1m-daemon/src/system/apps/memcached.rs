@@ -577,7 +577,7 @@ mod tests {
         time::Duration,
     };
 
-    use super::*;
+    use super::{super::testing, *};
 
     fn argv(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()
@@ -820,8 +820,7 @@ logfile /var/log/memcached.log
 
     impl Drop for Memcached {
         fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            testing::stop(&mut self.child, None, &[]);
         }
     }
 
@@ -829,17 +828,12 @@ logfile /var/log/memcached.log
     /// (`PORT` in them stands for that port).
     fn start(cap: u64, extra: &[&str]) -> Option<Memcached> {
         if !Path::new(MEMCACHED).exists() {
-            let why = format!("{MEMCACHED} is not installed (apt install memcached)");
-            if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-                panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-            }
-            eprintln!("SKIPPED {why}");
+            testing::skip(&format!(
+                "{MEMCACHED} is not installed (apt install memcached)"
+            ));
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = testing::free_port();
         let port_text = port.to_string();
         let mut command = Command::new(MEMCACHED);
         if !extra.contains(&"-l") {

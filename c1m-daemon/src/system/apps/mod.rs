@@ -17,6 +17,8 @@ pub mod mysql;
 pub mod nginx;
 pub mod postgresql;
 pub mod redis;
+#[cfg(test)]
+mod testing;
 
 use std::{net::SocketAddr, path::PathBuf};
 

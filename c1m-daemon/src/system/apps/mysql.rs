@@ -715,34 +715,7 @@ mod tests {
             .map(|s| (s.value.clone(), s.origin.to_string()))
     }
 
-    /// A directory under the system's temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("c1m-mysql-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, path: &str, text: &str) -> PathBuf {
-            let path = self.0.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::super::testing::TempDir;
 
     #[test]
     fn command_line_options_in_every_spelling_and_the_last_wins() {
@@ -956,7 +929,7 @@ skip-name-resolve
 
     #[test]
     fn groups_includes_and_the_last_setting_win() {
-        let dir = TempDir::new("files");
+        let dir = TempDir::new("mysql-files");
         let main = dir.write(
             "etc/my.cnf",
             "[client]\nmax_connections = 1\n\

@@ -949,7 +949,7 @@ pub fn parse_untrusted_text(text: &str) -> usize {
 mod tests {
     use std::{
         io::{Read as _, Write as _},
-        net::{TcpListener, TcpStream},
+        net::TcpStream,
         process::{Child, Command, Stdio},
         time::{Duration, Instant},
     };
@@ -1168,37 +1168,11 @@ events {
         assert_eq!(normalize_listen("localhost:81"), "localhost:81");
     }
 
-    /// A directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("c1m-nginx-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::super::testing::{self, TempDir};
 
     #[test]
     fn reads_a_debian_layout_with_includes() {
-        let dir = TempDir::new("layout");
+        let dir = TempDir::new("nginx-layout");
         let main = dir.write(
             "nginx.conf",
             "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ninclude modules-enabled/*.conf;\n\n\
@@ -1394,19 +1368,14 @@ events {
         if path.exists() {
             return Some(path);
         }
-        let why = format!("{test}: no nginx at /usr/sbin/nginx (apt-get install nginx-light)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        testing::skip(&format!(
+            "{test}: no nginx at /usr/sbin/nginx (apt-get install nginx-light)"
+        ));
         None
     }
 
     fn free_port() -> SocketAddr {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+        SocketAddr::from(([127, 0, 0, 1], testing::free_port()))
     }
 
     /// nginx started from a temporary config, killed (by pid) with its
@@ -1494,18 +1463,7 @@ events {
             // SIGKILL does not reach the workers; SIGTERM makes the master
             // end them. Then make sure, by pid.
             let workers = self.workers();
-            // SAFETY: signalling processes this test started, by pid.
-            unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            for pid in workers {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            testing::stop(&mut self.child, Some(libc::SIGTERM), &workers);
         }
     }
 
@@ -1548,7 +1506,7 @@ events {
         let addr = free_port();
         let nginx = Nginx::start(
             &binary,
-            TempDir::new("one"),
+            TempDir::new("nginx-one"),
             "worker_processes 1;\nevents {\n    worker_connections 40; # small for the test\n}",
             &format!("    server {{ listen {addr}; return 200 ok; }}"),
             "",
@@ -1575,7 +1533,7 @@ events {
             return;
         };
         let (a, b) = (free_port(), free_port());
-        let dir = TempDir::new("two");
+        let dir = TempDir::new("nginx-two");
         // worker_connections from an include, worker_processes from -g.
         dir.write("events.d/conns.conf", "worker_connections 30;\n");
         let dir_path = dir.0.clone();
@@ -1617,7 +1575,7 @@ events {
         let addr = free_port();
         let nginx = Nginx::start(
             &binary,
-            TempDir::new("idle"),
+            TempDir::new("nginx-idle"),
             "worker_processes 1;\nevents { worker_connections 20; }",
             &format!("    server {{ listen {addr}; return 200 ok; }}"),
             "",

@@ -703,33 +703,7 @@ mod tests {
             .map(|s| (s.value.clone(), s.origin.to_string()))
     }
 
-    /// A directory under the system's temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("c1m-pg-{tag}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, path: &str, text: &str) -> PathBuf {
-            let path = self.0.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use super::super::testing::TempDir;
 
     #[test]
     fn command_line_settings_in_every_spelling_and_the_last_wins() {
@@ -952,7 +926,7 @@ empty = ''
 
     #[test]
     fn includes_are_followed_in_postgres_order_and_the_last_setting_wins() {
-        let dir = TempDir::new("includes");
+        let dir = TempDir::new("pg-includes");
         let main = dir.write(
             "etc/postgresql.conf",
             "max_connections = 100\n\
@@ -1390,227 +1364,12 @@ empty = ''
         );
     }
 
-    /// A real postgres for the test above, and a minimal client of its
-    /// protocol (v3): StartupMessage, trust authentication, simple Query.
+    /// The real postgres for the test above (shared with the end-to-end
+    /// tests), and sessions opened until it refuses one.
     mod real {
-        use std::{
-            io::{Read as _, Write as _},
-            net::{SocketAddr, TcpListener, TcpStream},
-            path::{Path, PathBuf},
-            process::{Child, Command, Stdio},
-            time::{Duration, Instant},
-        };
+        use std::net::{SocketAddr, TcpStream};
 
-        pub struct Postgres {
-            pub pid: u32,
-            pub addr: SocketAddr,
-            child: Child,
-            dir: PathBuf,
-        }
-
-        impl Postgres {
-            /// None (and "SKIPPED") without postgres installed, unless
-            /// C1M_REQUIRE_KERNEL_TESTS=1.
-            pub fn start(
-                tag: &str,
-                args: &[&str],
-                files: &[(&str, &str)],
-                append: &str,
-            ) -> Option<Postgres> {
-                let Some(bin) = bindir() else {
-                    let why =
-                        "no PostgreSQL server (/usr/lib/postgresql/*/bin/postgres and initdb)";
-                    if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-                        panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-                    }
-                    eprintln!("SKIPPED {why}");
-                    return None;
-                };
-                let dir = std::env::temp_dir().join(format!("c1m-pg-{tag}-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                std::fs::create_dir_all(&dir).unwrap();
-                give_to_postgres(&dir);
-                let data = dir.join("data");
-                let out = as_postgres(&bin.join("initdb"))
-                    .arg("-D")
-                    .arg(&data)
-                    .args(["-U", "postgres", "--auth=trust", "--no-sync"])
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "initdb: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                for (path, text) in files {
-                    let path = data.join(path);
-                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                    std::fs::write(&path, text).unwrap();
-                    give_to_postgres(path.parent().unwrap());
-                    give_to_postgres(&path);
-                }
-                let conf = data.join("postgresql.conf");
-                let mut text = std::fs::read_to_string(&conf).unwrap();
-                text += append;
-                std::fs::write(&conf, text).unwrap();
-                let port = TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
-                let child = as_postgres(&bin.join("postgres"))
-                    .arg("-D")
-                    .arg(&data)
-                    .args(["-p", &port.to_string(), "-k"])
-                    .arg(&dir)
-                    .args(["-c", "listen_addresses=127.0.0.1"])
-                    .args(args)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(dir.join("log")).unwrap())
-                    .spawn()
-                    .unwrap();
-                let pg = Postgres {
-                    pid: child.id(),
-                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                    child,
-                    dir,
-                };
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while let Err(why) = query(pg.addr, "postgres", "SELECT 1") {
-                    assert!(
-                        Instant::now() < deadline,
-                        "postgres did not start: {why}: {}",
-                        std::fs::read_to_string(pg.dir.join("log")).unwrap_or_default()
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Some(pg)
-            }
-
-            pub fn data_dir(&self) -> PathBuf {
-                self.dir.join("data")
-            }
-        }
-
-        impl Drop for Postgres {
-            fn drop(&mut self) {
-                // SIGQUIT: immediate shutdown, the postmaster ends its
-                // children; SIGKILL if it takes too long.
-                // SAFETY: signalling the postgres this test started, by pid.
-                unsafe { libc::kill(self.pid as i32, libc::SIGQUIT) };
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let _ = std::fs::remove_dir_all(&self.dir);
-            }
-        }
-
-        fn bindir() -> Option<PathBuf> {
-            let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-                .ok()?
-                .filter_map(|e| {
-                    let e = e.ok()?;
-                    let version = e.file_name().to_str()?.parse().ok()?;
-                    let bin = e.path().join("bin");
-                    (bin.join("postgres").exists() && bin.join("initdb").exists())
-                        .then_some((version, bin))
-                })
-                .collect();
-            found.sort();
-            found.pop().map(|(_, bin)| bin)
-        }
-
-        fn running_as_root() -> bool {
-            // SAFETY: geteuid has no preconditions.
-            unsafe { libc::geteuid() == 0 }
-        }
-
-        /// postgres refuses to run as root: as root, run it as the
-        /// `postgres` user (setpriv execs, so the pid is postgres's own).
-        fn as_postgres(program: &Path) -> Command {
-            if running_as_root() {
-                let mut command = Command::new("setpriv");
-                command
-                    .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
-                    .arg(program);
-                command
-            } else {
-                Command::new(program)
-            }
-        }
-
-        fn give_to_postgres(path: &Path) {
-            if !running_as_root() {
-                return;
-            }
-            // SAFETY: getpwnam with a NUL-terminated name; the result is
-            // read at once.
-            let (uid, gid) = unsafe {
-                let pw = libc::getpwnam(c"postgres".as_ptr());
-                assert!(!pw.is_null(), "no user postgres to run the server as");
-                ((*pw).pw_uid, (*pw).pw_gid)
-            };
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-        }
-
-        /// A session's outcome: open (ReadyForQuery), or refused with the
-        /// server's message.
-        pub fn session(addr: SocketAddr, user: &str) -> Result<TcpStream, String> {
-            let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let params = format!("user\0{user}\0database\0postgres\0\0");
-            let mut message = ((8 + params.len()) as i32).to_be_bytes().to_vec();
-            message.extend(196_608_i32.to_be_bytes());
-            message.extend(params.as_bytes());
-            stream.write_all(&message).map_err(|e| e.to_string())?;
-            until_ready(&mut stream)?;
-            Ok(stream)
-        }
-
-        /// Read messages until ReadyForQuery; an ErrorResponse is the error.
-        fn until_ready(stream: &mut TcpStream) -> Result<(), String> {
-            let mut error = None;
-            loop {
-                let mut header = [0u8; 5];
-                if let Err(e) = stream.read_exact(&mut header) {
-                    return Err(error.unwrap_or_else(|| format!("connection ended: {e}")));
-                }
-                let len = i32::from_be_bytes(header[1..].try_into().unwrap()) as usize;
-                let mut body = vec![0u8; len.saturating_sub(4)];
-                stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-                match header[0] {
-                    b'Z' => return error.map_or(Ok(()), Err),
-                    b'E' => {
-                        let text = String::from_utf8_lossy(&body);
-                        let message = text
-                            .split('\0')
-                            .find_map(|f| f.strip_prefix('M'))
-                            .unwrap_or(&text);
-                        error = Some(message.to_owned());
-                    }
-                    b'R' if body[..4] != [0, 0, 0, 0] => {
-                        return Err("not trust authentication".into());
-                    }
-                    _ => {}
-                }
-            }
-        }
-
-        /// A simple Query on a new session.
-        pub fn query(addr: SocketAddr, user: &str, sql: &str) -> Result<(), String> {
-            let mut stream = session(addr, user)?;
-            let mut message = vec![b'Q'];
-            message.extend(((4 + sql.len() + 1) as i32).to_be_bytes());
-            message.extend(sql.as_bytes());
-            message.push(0);
-            stream.write_all(&message).map_err(|e| e.to_string())?;
-            until_ready(&mut stream)
-        }
+        pub use super::super::super::testing::postgres::{Postgres, query, session};
 
         /// Open sessions one by one until the server refuses one (or
         /// `most` are open): the open ones, and the refusal.

@@ -873,7 +873,10 @@ pub fn parse_untrusted_text(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        super::testing::{self, TempDir},
+        *,
+    };
 
     fn bulk(text: &str) -> Reply {
         Reply::Bulk(Some(text.as_bytes().to_vec()))
@@ -1211,15 +1214,13 @@ mod tests {
     /// removed when dropped.
     struct TestRedis {
         child: std::process::Child,
-        dir: PathBuf,
+        dir: TempDir,
         addr: SocketAddr,
     }
 
     impl Drop for TestRedis {
         fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            let _ = std::fs::remove_dir_all(&self.dir);
+            testing::stop(&mut self.child, None, &[]);
         }
     }
 
@@ -1239,11 +1240,7 @@ mod tests {
         if Path::new(REDIS).exists() {
             return true;
         }
-        let why = format!("{test}: no {REDIS} (apt install redis-server)");
-        if std::env::var("C1M_REQUIRE_KERNEL_TESTS").as_deref() == Ok("1") {
-            panic!("{why}, and C1M_REQUIRE_KERNEL_TESTS=1 forbids skipping");
-        }
-        eprintln!("SKIPPED {why}");
+        testing::skip(&format!("{test}: no {REDIS} (apt install redis-server)"));
         false
     }
 
@@ -1257,23 +1254,16 @@ mod tests {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> TestRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("c1m-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let port = testing::free_port();
+        let temp = TempDir::new("redis");
+        let dir = temp.0.clone();
         let dir_text = dir.to_str().unwrap();
         for (name, text) in files {
-            let path = dir.join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text.replace("@DIR", dir_text)).unwrap();
+            temp.write(name, &text.replace("@DIR", dir_text));
         }
         let mut command = std::process::Command::new(REDIS);
         if let Some(config) = config {
-            std::fs::write(dir.join("redis.conf"), config.replace("@DIR", dir_text)).unwrap();
-            command.arg(dir.join("redis.conf"));
+            command.arg(temp.write("redis.conf", &config.replace("@DIR", dir_text)));
         }
         if let Some(nofile) = nofile {
             use std::os::unix::process::CommandExt as _;
@@ -1305,7 +1295,7 @@ mod tests {
             .expect("spawning redis-server");
         let redis = TestRedis {
             child,
-            dir,
+            dir: temp,
             addr: ([127, 0, 0, 1], port).into(),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -1417,7 +1407,7 @@ mod tests {
             limit.max_connections
         );
         assert_eq!((limit.max_connections, held.len()), (96, 96), "{limit:#?}");
-        let file = redis.dir.join("conf.d/50-clients.conf");
+        let file = redis.dir.0.join("conf.d/50-clients.conf");
         let said = format!("`maxclients 3000` at {}:3", file.display());
         assert!(limit.source.contains(&said), "{}", limit.source);
         let cut =
