@@ -35,6 +35,9 @@ function renderHeadline(r) {
   $("target").textContent = `target pid ${pids || "–"}${r.target.alive ? "" : " (exited)"}`;
   if (!c) return;
   $("verdict").textContent = c.verdict;
+  // The soonest limit the recent growth runs out (none while nothing grows).
+  const soonest = (c.forecasts || [])[0];
+  $("forecast").textContent = soonest ? `Time to exhaustion: ${soonest.basis}.` : "";
   const hit = c.binding && c.limits.some((l) => l.exceeded && l.name === c.binding.name);
   $("headline").classList.toggle("hit", !!hit);
   $("remedy").textContent = c.binding ? c.binding.remedy : "–";

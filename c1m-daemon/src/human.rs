@@ -70,9 +70,28 @@ pub fn human_count(n: u64) -> String {
     out
 }
 
+/// 200 -> "3 min 20 s"; 45 -> "45 s"; 7500 -> "2 h 5 min"; 200000 -> "2 d 7 h".
+pub fn human_seconds(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_read_as_the_two_largest_units() {
+        assert_eq!(human_seconds(200.0), "3 min 20 s");
+        assert_eq!(human_seconds(44.6), "45 s");
+        assert_eq!(human_seconds(7500.0), "2 h 5 min");
+        assert_eq!(human_seconds(200_000.0), "2 d 7 h");
+    }
 
     #[test]
     fn durations_accept_human_units() {

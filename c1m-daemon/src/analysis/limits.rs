@@ -61,6 +61,8 @@ pub fn analyze(i: &CeilingInputs) -> Ceiling {
         limits,
         verdict,
         window: i.evidence.clone(),
+        // Forecasts need the samples: `forecast::forecasts` adds them.
+        forecasts: Vec::new(),
     }
 }
 

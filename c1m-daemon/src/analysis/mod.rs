@@ -4,9 +4,11 @@
 //! over [`CeilingInputs`]; `monitor::gather` reads those inputs from the
 //! system.
 
+pub mod forecast;
 pub mod inputs;
 pub mod limits;
 mod pressure;
 
+pub use forecast::forecasts;
 pub use inputs::CeilingInputs;
 pub use limits::analyze;

@@ -35,6 +35,7 @@ pub fn render(snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
             register_ceiling(&mut registry, ceiling);
         }
         register_drops(&mut registry, r);
+        register_netstat(&mut registry, r);
     }
     if let Some(d) = &snapshot.daemon {
         register_daemon(&mut registry, d);
@@ -193,6 +194,19 @@ fn register_ceiling(registry: &mut Registry, ceiling: &Ceiling) {
         "1 when a limit is being hit now",
         exceeded,
     );
+    let exhaustion = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for f in &ceiling.forecasts {
+        exhaustion
+            .get_or_create(&vec![("limit", f.limit.to_owned())])
+            .set(f.seconds);
+    }
+    // Named as the issue and the alert rule spell it (not `_seconds` last).
+    registry.register(
+        "seconds_to_exhaustion",
+        "Seconds until a limit runs out at the growth of the last minute (only limits that a \
+         growing quantity runs out)",
+        exhaustion,
+    );
     if let Some(binding) = &ceiling.binding {
         // Where the binding limit is set (a config file and line, a
         // sysctl): one series, so the label's values stay few.
@@ -216,6 +230,54 @@ fn register_ceiling(registry: &mut Registry, ceiling: &Ceiling) {
                 None,
                 max as f64,
             );
+        }
+    }
+}
+
+/// The target namespace's netstat counters, as node_exporter would name
+/// them (`node_netstat_TcpExt_ListenOverflows` there) under `c1m_netstat_`.
+const NETSTAT_METRICS: &[(&str, &str, &str)] = &[
+    (
+        "TcpExt.ListenOverflows",
+        "netstat_listen_overflows",
+        "Connections dropped because an accept queue was full (target's namespace)",
+    ),
+    (
+        "TcpExt.ListenDrops",
+        "netstat_listen_drops",
+        "Connections dropped by listeners for any reason (target's namespace)",
+    ),
+    (
+        "TcpExt.TCPTimeWaitOverflow",
+        "netstat_tcp_timewait_overflow",
+        "Closes that got no TIME_WAIT socket: tcp_max_tw_buckets reached (target's namespace)",
+    ),
+    (
+        "TcpExt.TCPMemoryPressures",
+        "netstat_tcp_memory_pressures",
+        "Times TCP entered memory pressure (tcp_mem)",
+    ),
+    (
+        "TcpExt.TCPAbortOnMemory",
+        "netstat_tcp_abort_on_memory",
+        "Connections aborted for lack of TCP memory or too many orphans",
+    ),
+    (
+        "TcpExt.TCPReqQFullDrop",
+        "netstat_tcp_reqq_full_drop",
+        "SYNs dropped because a SYN queue was full (target's namespace)",
+    ),
+    (
+        "TcpExt.TCPReqQFullDoCookies",
+        "netstat_tcp_reqq_full_do_cookies",
+        "SYNs answered with syncookies because a SYN queue was full (target's namespace)",
+    ),
+];
+
+fn register_netstat(registry: &mut Registry, r: &Report) {
+    for (counter_name, name, help) in NETSTAT_METRICS {
+        if let Some(value) = r.netstat.get(counter_name) {
+            counter(registry, name, help, *value);
         }
     }
 }

@@ -305,6 +305,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn metrics_carry_forecasts_and_the_namespace_netstat_counters() {
+        use crate::model::ceiling::{Ceiling, Forecast};
+        let mut report = sample_report();
+        report.ceiling = Some(Ceiling {
+            binding: None,
+            limits: Vec::new(),
+            verdict: String::new(),
+            window: Default::default(),
+            forecasts: vec![Forecast {
+                limit: "ephemeral_ports",
+                seconds: 200.0,
+                rate_per_second: 310.0,
+                basis: String::new(),
+            }],
+        });
+        report.netstat = [
+            ("TcpExt.ListenOverflows", 7),
+            ("TcpExt.ListenDrops", 9),
+            ("TcpExt.TCPTimeWaitOverflow", 3),
+            ("TcpExt.TCPMemoryPressures", 1),
+            ("TcpExt.TCPAbortOnMemory", 2),
+            ("TcpExt.TCPReqQFullDrop", 4),
+            ("TcpExt.TCPReqQFullDoCookies", 5),
+        ]
+        .into();
+        let (publish, latest) = watch::channel(Snapshot::default());
+        publish.send_replace(Snapshot {
+            report: Some(Arc::new(report)),
+            daemon: None,
+            selftest: None,
+        });
+        let (status, _, body) = get_text(router(latest), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            r#"c1m_seconds_to_exhaustion{limit="ephemeral_ports"} 200.0"#,
+            "c1m_netstat_listen_overflows_total 7",
+            "c1m_netstat_listen_drops_total 9",
+            "c1m_netstat_tcp_timewait_overflow_total 3",
+            "c1m_netstat_tcp_memory_pressures_total 1",
+            "c1m_netstat_tcp_abort_on_memory_total 2",
+            "c1m_netstat_tcp_reqq_full_drop_total 4",
+            "c1m_netstat_tcp_reqq_full_do_cookies_total 5",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
+        }
+    }
+
+    #[tokio::test]
     async fn events_stream_the_report() {
         let (publish, latest) = watch::channel(Snapshot::default());
         publish.send_replace(Snapshot {

@@ -179,6 +179,9 @@ fn print_ceiling(ceiling: &Ceiling) {
         }
         println!("  remedy: {}", binding.remedy);
     }
+    if let Some(nearest) = ceiling.forecasts.first() {
+        println!("  soonest: {}", nearest.basis);
+    }
     println!("limits, tightest first:");
     for l in &ceiling.limits {
         let allows = match l.max_connections {

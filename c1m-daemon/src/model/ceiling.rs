@@ -61,4 +61,20 @@ pub struct Ceiling {
     /// The target's own signs over the evidence window that "being hit"
     /// was decided on (refusals, its listeners' queues, failed accepts).
     pub window: super::evidence::WindowEvidence,
+    /// Limits that the recent growth runs out, soonest first: one per
+    /// limit, only for a quantity that grows (`analysis/forecast.rs`).
+    pub forecasts: Vec<Forecast>,
+}
+
+/// When a limit runs out at the current rate of growth or churn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    /// The limit's `name` in `limits`.
+    pub limit: &'static str,
+    pub seconds: f64,
+    /// How fast what it counts grows (connections, ports, TIME_WAIT
+    /// sockets, conntrack entries per second).
+    pub rate_per_second: f64,
+    /// One sentence: what runs out, when, at what rate, from what.
+    pub basis: String,
 }

@@ -237,6 +237,7 @@ mod tests {
             ]
             .into(),
             connection_fds: None,
+            conntrack: None,
         }
     }
 

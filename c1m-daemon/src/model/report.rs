@@ -32,7 +32,24 @@ pub struct Report {
     /// Every limit, the connections each allows, and the binding one
     /// (filled by the sampler, which reads the system's limits).
     pub ceiling: Option<super::ceiling::Ceiling>,
+    /// Kernel counters of the target's network namespace that
+    /// node_exporter leaves out (it reads the host's): [`NETSTAT_COUNTERS`],
+    /// cumulative since boot (filled by the sampler).
+    pub netstat: BTreeMap<&'static str, u64>,
 }
+
+/// The `/proc/net/netstat` counters the report carries, by `Prefix.Name`:
+/// accept queue overflows and drops, TIME_WAIT bucket overflows, TCP
+/// memory pressure and aborts, SYN queue drops and syncookies.
+pub const NETSTAT_COUNTERS: &[&str] = &[
+    "TcpExt.ListenOverflows",
+    "TcpExt.ListenDrops",
+    "TcpExt.TCPTimeWaitOverflow",
+    "TcpExt.TCPMemoryPressures",
+    "TcpExt.TCPAbortOnMemory",
+    "TcpExt.TCPReqQFullDrop",
+    "TcpExt.TCPReqQFullDoCookies",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
@@ -159,7 +176,8 @@ fn abortive_closes(t: &TransitionCounts) -> u64 {
     .sum()
 }
 
-fn time_wait_entries(t: &TransitionCounts) -> u64 {
+/// Active closes that completed into TIME_WAIT (FIN_WAIT2/CLOSING -> CLOSE).
+pub fn time_wait_entries(t: &TransitionCounts) -> u64 {
     t.get(TCP_FIN_WAIT2, TCP_CLOSE) + t.get(TCP_CLOSING, TCP_CLOSE)
 }
 
@@ -260,6 +278,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
         kernel_buffers: last.census.as_ref().map(SockCensus::buffers),
         drops: ctx.drops,
         ceiling: None,
+        netstat: BTreeMap::new(),
     }
 }
 
@@ -421,6 +440,7 @@ pub mod tests {
             threads: 2,
             events: BTreeMap::new(),
             connection_fds: None,
+            conntrack: None,
         }
     }
 
@@ -568,6 +588,7 @@ mod census_tests {
             threads: 1,
             events: BTreeMap::new(),
             connection_fds: None,
+            conntrack: None,
         };
         let ctx = Context {
             pids: vec![1],
@@ -620,6 +641,7 @@ mod census_tests {
             threads: 1,
             events,
             connection_fds: None,
+            conntrack: None,
         };
         let slabs = BTreeMap::new();
         let ctx = || Context {

@@ -31,6 +31,9 @@ pub struct Sample {
     /// TCP connections the target's processes hold an fd for, from the fd
     /// walk (`None` without one).
     pub connection_fds: Option<u64>,
+    /// nf_conntrack_count in the target's network namespace, when conntrack
+    /// tracks anything (for the time to exhaustion of its table).
+    pub conntrack: Option<u64>,
 }
 
 impl Sample {

@@ -15,14 +15,14 @@ use super::{
     target_set::TargetSet,
 };
 use crate::{
-    analysis::{CeilingInputs, analyze},
+    analysis::{CeilingInputs, analyze, forecasts},
     ebpf::{
         error::ProbeError,
         probes::{AttachMode, KernelLogger, Probes, WalkState, ensure_privileges},
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
-        report::{Context, Report, build_report},
+        report::{Context, NETSTAT_COUNTERS, Report, build_report},
         sample::Sample,
     },
     system::{
@@ -217,6 +217,9 @@ impl Sampler {
             threads: pids.iter().filter_map(|&p| thread_count(p)).sum(),
             events: self.probes.read_events()?,
             connection_fds,
+            conntrack: read_sysctl_u64("net.netfilter.nf_conntrack_count")
+                .ok()
+                .filter(|n| *n > 0),
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
@@ -274,7 +277,17 @@ impl Sampler {
             },
         );
         self.refresh_app_limits();
-        report.ceiling = Some(analyze(&self.ceiling_inputs(&report)));
+        // Read in the target's network namespace (entered at start).
+        if let Ok(now) = read_netstat() {
+            report.netstat = NETSTAT_COUNTERS
+                .iter()
+                .filter_map(|&name| Some((name, *now.get(name)?)))
+                .collect();
+        }
+        let inputs = self.ceiling_inputs(&report);
+        let mut ceiling = analyze(&inputs);
+        ceiling.forecasts = forecasts(self.samples.make_contiguous(), &inputs, &ceiling.limits);
+        report.ceiling = Some(ceiling);
         Ok(report)
     }
 
