@@ -6,29 +6,15 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
-use super::{TempDir, children_of};
+use super::TempDir;
 
 pub const BINARY: &str = "/usr/sbin/haproxy";
 
-pub struct Running {
-    pub child: Child,
-    /// The master's pid, to give c1m as `--pid` (the worker holding the
-    /// connections is its child).
-    pub pid: u32,
-    pub addr: SocketAddr,
-    pub dir: TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let workers = children_of(self.pid);
-        super::testing::stop(&mut self.child, None, &workers);
-    }
-}
+pub type Running = super::RealServer;
 
 /// Start haproxy with global `maxconn {cap}`; `None` (after saying
 /// "SKIPPED") when it is not installed, unless C1M_REQUIRE_KERNEL_TESTS=1,
@@ -66,22 +52,15 @@ frontend web
         .stderr(Stdio::null())
         .spawn()
         .expect("starting haproxy");
-    let running = Running {
-        pid: child.id(),
+    Some(super::RealServer::ready(
+        "haproxy",
         child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        port,
         dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !answers(&running.addr) {
-        assert!(
-            Instant::now() < deadline,
-            "haproxy did not answer on {}",
-            running.addr
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(running)
+        Duration::from_secs(10),
+        None,
+        answers,
+    ))
 }
 
 /// Client connections haproxy accepts with global `maxconn {cap}` and one

@@ -7,7 +7,7 @@ use std::{
     net::{SocketAddr, TcpStream},
     os::unix::process::CommandExt as _,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -17,21 +17,7 @@ pub const MEMCACHED: &str = "/usr/bin/memcached";
 /// Worker threads (`-t`): each keeps 4 fds (an eventfd, an epoll fd, a pipe).
 pub const THREADS: u64 = 4;
 
-/// A running memcached, killed by pid and reaped, its temp dir removed, on
-/// drop.
-pub struct Running {
-    pub child: Child,
-    /// memcached is one process: the pid to give c1m as `--pid`.
-    pub pid: u32,
-    pub addr: SocketAddr,
-    pub dir: TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        super::testing::stop(&mut self.child, None, &[]);
-    }
-}
+pub type Running = super::RealServer;
 
 /// Start `memcached -l 127.0.0.1 -p PORT -U 0 -c CAP -t 4 -u root`, and
 /// wait until it answers. `None` (after saying "SKIPPED") without
@@ -72,26 +58,22 @@ pub fn start(cap: u64) -> Option<Running> {
         });
     }
     let child = command.spawn().expect("spawning memcached");
-    let running = Running {
-        pid: child.id(),
+    let running = super::RealServer::ready(
+        "memcached",
         child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        port,
         dir,
-    };
-    for _ in 0..100 {
-        if answers(running.addr) {
-            // Let memcached close the probe's fd before anyone counts.
-            std::thread::sleep(Duration::from_millis(200));
-            return Some(running);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = std::fs::read_to_string(running.dir.0.join("memcached.log")).unwrap_or_default();
-    panic!("memcached did not answer on {}: {log}", running.addr);
+        Duration::from_secs(5),
+        Some("memcached.log"),
+        answers,
+    );
+    // Let memcached close the probe's fd before anyone counts.
+    std::thread::sleep(Duration::from_millis(200));
+    Some(running)
 }
 
-fn answers(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+fn answers(addr: &SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_secs(1)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));

@@ -16,6 +16,57 @@ pub mod testing;
 
 pub use testing::{TempDir, free_port, skip};
 
+/// A real server a test started from a temporary config on a loopback
+/// port: it and its child processes are ended by pid and reaped, its temp
+/// dir removed, on drop.
+pub struct RealServer {
+    pub child: Child,
+    /// The pid to give c1m as `--pid` (a master's workers are its children).
+    pub pid: u32,
+    pub addr: std::net::SocketAddr,
+    pub dir: TempDir,
+}
+
+impl RealServer {
+    /// Wait until `answers` says the server just spawned serves on `port`;
+    /// panic after `timeout`, with the log file in its temp dir if it has
+    /// one.
+    pub fn ready(
+        name: &str,
+        child: Child,
+        port: u16,
+        dir: TempDir,
+        timeout: Duration,
+        log: Option<&str>,
+        answers: impl Fn(&std::net::SocketAddr) -> bool,
+    ) -> RealServer {
+        let server = RealServer {
+            pid: child.id(),
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        while !answers(&server.addr) {
+            if std::time::Instant::now() >= deadline {
+                let log = log
+                    .and_then(|file| std::fs::read_to_string(server.dir.0.join(file)).ok())
+                    .unwrap_or_default();
+                panic!("{name} did not answer on {}: {log}", server.addr);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let children = children_of(self.pid);
+        testing::stop(&mut self.child, None, &children);
+    }
+}
+
 use c1m_daemon::protocol::{EchoEvent, EchoReady, RunAttached, RunEvent, RunSample, from_line};
 use std::{
     io::{BufRead as _, BufReader, Lines},

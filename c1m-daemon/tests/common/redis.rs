@@ -6,7 +6,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -14,22 +14,7 @@ use super::TempDir;
 
 pub const REDIS: &str = "/usr/bin/redis-server";
 
-/// A running redis, killed by pid and reaped, its temp dir removed, on
-/// drop.
-pub struct Running {
-    pub child: Child,
-    /// redis is one process (it forks only to save, which this one never
-    /// does): the pid to give c1m as `--pid`.
-    pub pid: u32,
-    pub addr: SocketAddr,
-    pub dir: TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        super::testing::stop(&mut self.child, None, &[]);
-    }
-}
+pub type Running = super::RealServer;
 
 /// Start `redis-server --port PORT --bind 127.0.0.1 --maxclients CAP --save
 /// "" --appendonly no --dir TMP`, and wait until it answers PING. `None`
@@ -56,24 +41,19 @@ pub fn start(cap: u64) -> Option<Running> {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawning redis-server");
-    let running = Running {
-        pid: child.id(),
+    Some(super::RealServer::ready(
+        "redis",
         child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        port,
         dir,
-    };
-    for _ in 0..100 {
-        if answers(running.addr) {
-            return Some(running);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let log = std::fs::read_to_string(running.dir.0.join("redis.log")).unwrap_or_default();
-    panic!("redis did not answer on {}: {log}", running.addr);
+        Duration::from_secs(5),
+        Some("redis.log"),
+        answers,
+    ))
 }
 
-fn answers(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+fn answers(addr: &SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(addr, Duration::from_secs(1)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
