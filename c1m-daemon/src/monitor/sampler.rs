@@ -277,14 +277,14 @@ impl Sampler {
             },
         );
         self.refresh_app_limits();
-        // Read in the target's network namespace (entered at start).
-        if let Ok(now) = read_netstat() {
-            report.netstat = NETSTAT_COUNTERS
-                .iter()
-                .filter_map(|&name| Some((name, *now.get(name)?)))
-                .collect();
-        }
-        let inputs = self.ceiling_inputs(&report);
+        // Read in the target's network namespace (entered at start), once
+        // for the report's counters and the ceiling's.
+        let now = read_netstat().unwrap_or_default();
+        report.netstat = NETSTAT_COUNTERS
+            .iter()
+            .filter_map(|&name| Some((name, *now.get(name)?)))
+            .collect();
+        let inputs = self.ceiling_inputs_at(&report, &now);
         let mut ceiling = analyze(&inputs);
         ceiling.forecasts = forecasts(self.samples.make_contiguous(), &inputs, &ceiling.limits);
         report.ceiling = Some(ceiling);
@@ -294,15 +294,23 @@ impl Sampler {
     /// The limits as they stand, for this report (the selftest derives its
     /// box-wide projections from them).
     pub fn ceiling_inputs(&mut self, report: &Report) -> CeilingInputs {
-        let now = read_netstat().unwrap_or_default();
-        let window_start = self.netstat_window_start(now.clone());
+        self.ceiling_inputs_at(report, &read_netstat().unwrap_or_default())
+    }
+
+    /// [`Sampler::ceiling_inputs`] with the kernel counters as read now.
+    fn ceiling_inputs_at(&mut self, report: &Report, now: &Counters) -> CeilingInputs {
+        // The counters each sample kept: the oldest is the window's start.
+        let window_start = self
+            .netstat_recent
+            .front()
+            .map_or_else(|| self.netstat_start.clone(), |(_, c)| c.clone());
         gather(&GatherContext {
             report,
             fds_by_pid: &self.fds_by_pid,
             connection_fds_by_pid: &self.connection_fds_by_pid,
             netstat_start: &self.netstat_start,
             netstat_window_start: &window_start,
-            netstat_now: &now,
+            netstat_now: now,
             evidence: &window_evidence(self.samples.make_contiguous()),
             app: &self.app_limits,
             files_per_connection: self.files_per_connection,
@@ -312,17 +320,6 @@ impl Sampler {
                 .and_then(|s| s.census.as_ref())
                 .map(|scan| scan.outbound.as_slice()),
         })
-    }
-
-    /// The counters as they were at the start of the evidence window (the
-    /// oldest kept: since attach, in a report shorter than the window);
-    /// `now` joins the kept ones. Every sample adds its counters too.
-    fn netstat_window_start(&mut self, now: Counters) -> Counters {
-        self.keep_netstat(now);
-        self.netstat_recent
-            .front()
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default()
     }
 
     /// Keep `counters` for the evidence window, and the newest older than
