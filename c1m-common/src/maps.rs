@@ -33,7 +33,11 @@ pub const MAP_LISTENERS_FOUND: &str = "LISTENERS_FOUND";
 /// (source, destination) pairs the target dials out on, with its open
 /// connections on each, filled by the `iter/tcp` walk.
 pub const MAP_OUTBOUND_PAIRS: &str = "OUTBOUND_PAIRS";
-/// Most pairs the walk reports.
+/// (source, destination) -> the target's dialled connections that closed
+/// into TIME_WAIT on it since attach (cumulative, never cleared): the
+/// TIME_WAIT each pair holds for 60 s, which no walk can attribute.
+pub const MAP_DIALLED_CLOSES: &str = "DIALLED_CLOSES";
+/// Most pairs the walk reports (and `DIALLED_CLOSES` holds).
 pub const MAX_OUTBOUND_PAIRS: u32 = 4096;
 /// Most listening sockets of one target the walk reports.
 pub const MAX_TARGET_LISTENERS: u32 = 256;

@@ -10,6 +10,7 @@
 
 mod maps;
 mod offsets;
+mod pairs;
 mod probes;
 mod sock_tracker;
 

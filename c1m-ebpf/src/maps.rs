@@ -56,6 +56,13 @@ pub static LISTENERS_FOUND: HashMap<u64, ListenerSlot> =
 pub static OUTBOUND_PAIRS: HashMap<OutboundPair, u64> =
     HashMap::with_max_entries(MAX_OUTBOUND_PAIRS, 0);
 
+/// (source, destination) -> the target's dialled connections that closed
+/// into TIME_WAIT on it since attach, filled by the state probe; never
+/// cleared (the daemon takes differences).
+#[map]
+pub static DIALLED_CLOSES: HashMap<OutboundPair, u64> =
+    HashMap::with_max_entries(MAX_OUTBOUND_PAIRS, 0);
+
 /// [`TargetEvent`] -> count, per CPU.
 #[map]
 pub static TARGET_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TARGET_EVENT_SLOTS, 0);

@@ -504,9 +504,10 @@ fn accept_backlog(i: &CeilingInputs) -> Limit {
 
 /// Ephemeral ports: every (source address, destination) pair the target
 /// dials on has its own range, `ports_per_pair`, so the dialled connections
-/// can grow to `pairs x ports_per_pair`: e.g. 2 pairs of 28,232 ports with
-/// 1,000 open allow 56,464 dialled connections. The fullest pair runs out
-/// first; its connections fail with EADDRNOTAVAIL.
+/// can grow to `pairs x ports_per_pair` less the ports its closes hold in
+/// TIME_WAIT for 60 s: e.g. 2 pairs of 28,232 ports with 1,000 open and
+/// 6,000 in TIME_WAIT allow 50,464 dialled connections. The fullest pair
+/// runs out first; its connections fail with EADDRNOTAVAIL.
 fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
     let out = i.outbound.as_ref()?;
     if out.pairs.is_empty() {
@@ -519,21 +520,29 @@ fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
     );
     let per = out.ports_per_pair;
     let open: u64 = out.pairs.iter().map(|p| p.open).sum();
+    let time_wait: u64 = out.pairs.iter().map(|p| p.time_wait).sum();
     let total = per * out.pairs.len() as u64;
     l.value = Some(total as f64);
-    l.used = Some(open as f64);
+    l.used = Some((open + time_wait) as f64);
     l.per_connection = Some(1.0);
-    // Only the dialled connections use ports: the allowance adds to them.
-    l.max_connections = Some(i.connections.saturating_sub(open) + total);
-    let fullest = out.pairs.iter().max_by_key(|p| p.open).expect("not empty");
-    l.exceeded = fullest.open >= per;
+    // Only the dialled connections use ports: the allowance adds to them,
+    // less the ports TIME_WAIT holds.
+    l.max_connections = Some(i.connections.saturating_sub(open) + total.saturating_sub(time_wait));
+    let fullest = out
+        .pairs
+        .iter()
+        .max_by_key(|p| p.ports())
+        .expect("not empty");
+    l.exceeded = fullest.ports() >= per;
     l.explanation = format!(
         "ephemeral ports for dialled connections: {per} per (source IP, destination) x {} pair(s) \
-         in use; the fullest, {} -> {}, holds {}",
+         in use; the fullest, {} -> {}, holds {} ({} open, {} in TIME_WAIT)",
         out.pairs.len(),
         fullest.source,
         fullest.destination,
-        fullest.open
+        fullest.ports(),
+        fullest.open,
+        fullest.time_wait
     );
     if l.exceeded {
         l.evidence.push(format!(
@@ -993,6 +1002,7 @@ mod tests {
             source: source.parse().unwrap(),
             destination: "10.0.0.5:5432".parse().unwrap(),
             open,
+            time_wait: 0,
         };
         let mut i = base();
         i.outbound = Some(Outbound {
@@ -1004,7 +1014,7 @@ mod tests {
         assert_eq!(l.max_connections, Some(56464));
         assert!(
             l.explanation
-                .contains("127.0.0.2 -> 10.0.0.5:5432, holds 600")
+                .contains("127.0.0.2 -> 10.0.0.5:5432, holds 600 (600 open")
         );
         assert!(l.remedy.contains("source IPs"));
         assert!(!l.exceeded);
@@ -1013,6 +1023,20 @@ mod tests {
             pairs: vec![pair("127.0.0.2", 100)],
         });
         assert!(find(&analyze(&i), "ephemeral_ports").exceeded);
+        // A churn's TIME_WAIT takes ports too: 40 open + 60 closing.
+        i.outbound = Some(Outbound {
+            ports_per_pair: 100,
+            pairs: vec![PairUse {
+                time_wait: 60,
+                ..pair("127.0.0.2", 40)
+            }],
+        });
+        let l = find(&analyze(&i), "ephemeral_ports").clone();
+        assert!(l.exceeded);
+        assert!(
+            l.explanation
+                .contains("holds 100 (40 open, 60 in TIME_WAIT)")
+        );
     }
 
     #[test]

@@ -10,10 +10,10 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use c1m_common::{
-    DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS,
-    MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
-    PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets,
-    TRANSITION_SLOTS, TargetEvent,
+    DropReason, GLOBAL_SOCK_OFFSETS, MAP_DIALLED_CLOSES, MAP_STATS, MAP_TARGET_EVENTS,
+    MAP_TARGET_LISTEN_PORTS, MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair,
+    PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF,
+    PROG_SET_STATE_TRACEPOINT, SockOffsets, TRANSITION_SLOTS, TargetEvent,
 };
 use serde::Serialize;
 
@@ -21,10 +21,13 @@ use super::{
     C1M_EBPF_OBJECT, btf_offsets,
     error::{ProbeError, error_chain, map_error, program_mut},
     tracefs,
-    walk_programs::WalkPrograms,
+    walk_programs::{WalkPrograms, pair_addresses},
     walker::{Walk, Walker},
 };
-use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
+use crate::{
+    model::{sock_census::Pair, transitions::TransitionCounts},
+    system::privileges::Privileges,
+};
 
 /// Reader of the kernel side's aya-log messages, into the `log` crate.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -70,6 +73,7 @@ struct Maps {
     transitions: PerCpuArray<MapData, u64>,
     events: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    dialled_closes: HashMap<MapData, OutboundPair, u64>,
 }
 
 impl Maps {
@@ -87,6 +91,8 @@ impl Maps {
             transitions: PerCpuArray::try_from(take(MAP_TRANSITIONS)?)
                 .map_err(map_error(MAP_TRANSITIONS))?,
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?,
+            dialled_closes: HashMap::try_from(take(MAP_DIALLED_CLOSES)?)
+                .map_err(map_error(MAP_DIALLED_CLOSES))?,
         })
     }
 }
@@ -254,6 +260,17 @@ impl Probes {
                 Ok((event.name(), per_cpu.iter().sum()))
             })
             .collect()
+    }
+
+    /// The target's dialled connections that closed into TIME_WAIT since
+    /// attach, per (source, destination) pair.
+    pub fn read_dialled_closes(&self) -> Result<BTreeMap<Pair, u64>, ProbeError> {
+        self.maps
+            .dialled_closes
+            .iter()
+            .map(|entry| entry.map(|(pair, closes)| (pair_addresses(&pair), closes)))
+            .collect::<Result<_, _>>()
+            .map_err(map_error(MAP_DIALLED_CLOSES))
     }
 
     pub fn read_transitions(&self) -> Result<TransitionCounts, ProbeError> {

@@ -441,6 +441,7 @@ pub mod tests {
             events: BTreeMap::new(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         }
     }
 
@@ -589,6 +590,7 @@ mod census_tests {
             events: BTreeMap::new(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         };
         let ctx = Context {
             pids: vec![1],
@@ -642,6 +644,7 @@ mod census_tests {
             events,
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         };
         let slabs = BTreeMap::new();
         let ctx = || Context {

@@ -41,9 +41,10 @@ pub struct GatherContext<'a> {
     pub evidence: &'a WindowEvidence,
     /// The caps its server sets itself.
     pub app: &'a AppLimits,
-    /// Its dialled connections by (source, destination), from the last
-    /// walk (`None` without one).
-    pub outbound_pairs: Option<&'a [PairUse]>,
+    /// The ports its dialled connections hold by (source, destination):
+    /// open ones from the last walk, TIME_WAIT from the last minute's
+    /// closes (`None` without a walk).
+    pub outbound_pairs: Option<Vec<PairUse>>,
     /// 1 for the target alone; 2 when both ends are on this box.
     pub files_per_connection: f64,
 }
@@ -71,9 +72,9 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
     // A target that dials out spends ephemeral ports, per (source,
     // destination) pair in use, as the walk found them.
-    let outbound = ctx.outbound_pairs.map(|pairs| Outbound {
+    let outbound = ctx.outbound_pairs.as_ref().map(|pairs| Outbound {
         ports_per_pair: ephemeral_ports(),
-        pairs: pairs.to_vec(),
+        pairs: pairs.clone(),
     });
     CeilingInputs {
         connections,

@@ -22,6 +22,7 @@ use crate::{
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
+        ports::pairs_at,
         report::{Context, NETSTAT_COUNTERS, Report, build_report},
         sample::Sample,
     },
@@ -220,6 +221,7 @@ impl Sampler {
             conntrack: read_sysctl_u64("net.netfilter.nf_conntrack_count")
                 .ok()
                 .filter(|n| *n > 0),
+            dialled_closes: self.probes.read_dialled_closes()?,
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
@@ -316,9 +318,9 @@ impl Sampler {
             files_per_connection: self.files_per_connection,
             outbound_pairs: self
                 .samples
-                .back()
-                .and_then(|s| s.census.as_ref())
-                .map(|scan| scan.outbound.as_slice()),
+                .len()
+                .checked_sub(1)
+                .and_then(|last| pairs_at(self.samples.make_contiguous(), last)),
         })
     }
 
