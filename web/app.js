@@ -32,7 +32,8 @@ function el(tag, attrs, ...children) {
 function renderHeadline(r) {
   const c = r.ceiling;
   const pids = r.target.pids.join(", ");
-  $("target").textContent = `target pid ${pids || "–"}${r.target.alive ? "" : " (exited)"}`;
+  const who = r.target.cgroup ? `cgroup ${r.target.cgroup}, pid` : "pid";
+  $("target").textContent = `target ${who} ${pids || "–"}${r.target.alive ? "" : " (exited)"}`;
   if (!c) return;
   $("verdict").textContent = c.verdict;
   // The soonest limit the recent growth runs out (none while nothing grows).

@@ -51,6 +51,14 @@ pub const MAX_OWNED_SOCKS: u32 = 4 * 1024 * 1024;
 /// Most distinct listening ports of one target.
 pub const MAX_TARGET_LISTEN_PORTS: u32 = 1024;
 
+/// One entry: the [`crate::CgroupTarget`] (id 0: the target is named by
+/// pid only).
+pub const MAP_TARGET_CGROUP: &str = "TARGET_CGROUP";
+/// Thread id -> the cgroup id it moved into: processes moved into the
+/// target cgroup after attach, for the daemon to make targets (it removes
+/// the entries it handled).
+pub const MAP_CGROUP_JOINED: &str = "CGROUP_JOINED";
+
 /// Global holding [`crate::SockOffsets`], resolved from BTF at load time.
 pub const GLOBAL_SOCK_OFFSETS: &str = "SOCK_OFFSETS";
 
@@ -60,5 +68,6 @@ pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";
 pub const PROG_NEW_TASK_TRACEPOINT: &str = "task_newtask_tp";
 pub const PROG_SOCK_SCAN: &str = "sock_scan";
 pub const PROG_FD_SCAN: &str = "fd_scan";
+pub const PROG_CGROUP_ATTACH_TRACEPOINT: &str = "cgroup_attach_task_tp";
 pub const PROG_ACCEPT_EXIT: &str = "sys_exit_accept_tp";
 pub const PROG_ACCEPT4_EXIT: &str = "sys_exit_accept4_tp";

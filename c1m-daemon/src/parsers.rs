@@ -17,7 +17,8 @@ pub use crate::{
     loadgen::load::source_ips::parse_source_ips,
     system::{
         apps::{haproxy, memcached, mysql, nginx, postgresql, redis},
-        cgroup::{parse_cgroup_dirs, parse_limit},
+        cgroup::{parse_cgroup_dirs, parse_limit, parse_stat_field},
+        cgroup_target::{container_id_of, parse_v2_mount},
         meminfo::parse_meminfo,
         memory::parse_smaps_rollup,
         netstat::parse_counters,
@@ -65,6 +66,9 @@ pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     count(parse_numbers::<1>(&text).is_some());
     count(!parse_cgroup_dirs(&text, "memory").is_empty());
     count(parse_limit(&text).is_some());
+    count(parse_stat_field(&text, "sock").is_some());
+    count(parse_v2_mount(&text).is_some());
+    count(text.split('/').any(|c| container_id_of(c).is_some()));
     accepted + parse_app_text(bytes)
 }
 

@@ -13,6 +13,7 @@ mod offsets;
 mod pairs;
 mod probes;
 mod sock_tracker;
+mod target_task;
 
 #[cfg(not(test))]
 #[panic_handler]

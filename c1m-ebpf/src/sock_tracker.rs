@@ -30,11 +30,12 @@ use c1m_common::{
 
 use crate::{
     maps::{
-        DIALLED_CLOSES, OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_NETNS, TARGET_TGIDS, TRANSITIONS,
-        count_drop, count_event,
+        DIALLED_CLOSES, OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_NETNS, TRANSITIONS, count_drop,
+        count_event,
     },
     offsets::kernel_offsets,
     pairs::pair_of,
+    target_task::current_is_target,
 };
 
 /// One state change, decoded from whichever program observed it.
@@ -213,13 +214,6 @@ fn adopt_if_target<C: EbpfContext>(ctx: &C, t: &Transition) {
         change_listeners(ctx, t.local_port, true);
     }
     count_transition(t.old_state, t.new_state);
-}
-
-#[inline(always)]
-fn current_is_target() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: the value is only tested for presence.
-    unsafe { TARGET_TGIDS.get(&tgid).is_some() }
 }
 
 #[inline(always)]

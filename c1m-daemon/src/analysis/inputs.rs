@@ -55,6 +55,10 @@ pub struct CgroupMemory {
     pub source: String,
     pub limit_bytes: u64,
     pub usage_bytes: u64,
+    /// `sock` of the cgroup's memory.stat (v2 and v1 with
+    /// memory.kmem.tcp): the kernel's own count of its sockets' buffer
+    /// memory, a cross-check of c1m's.
+    pub sock_bytes: Option<u64>,
 }
 
 /// A table with a fixed size and its entries in use now (conntrack,

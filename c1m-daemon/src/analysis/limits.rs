@@ -382,6 +382,7 @@ fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
         source,
         limit_bytes: max,
         usage_bytes: usage,
+        sock_bytes,
     } = i.cgroup_memory.clone()?;
     let mut l = limit(LimitKind::Kernel, "cgroup_memory", source.clone());
     let per = i.kernel_bytes.unwrap_or(0.0) + i.user_bytes.unwrap_or(0.0);
@@ -393,7 +394,15 @@ fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
         "the target's cgroup memory limit, {}",
         bytesize::ByteSize(max)
     );
-    l.remedy = format!("raise {source} (e.g. MemoryMax= in the systemd unit)");
+    if let Some(sock) = sock_bytes {
+        l.explanation.push_str(&format!(
+            "; its sockets' buffers use {} by the cgroup's memory.stat",
+            bytesize::ByteSize(sock)
+        ));
+    }
+    l.remedy = format!(
+        "raise {source} (e.g. MemoryMax=/MemoryHigh= in the systemd unit, --memory for a container)"
+    );
     Some(l)
 }
 
@@ -1078,10 +1087,16 @@ mod tests {
             source: "memory.max".into(),
             limit_bytes: 10_000_000,
             usage_bytes: 5_000_000,
+            sock_bytes: Some(65_536),
         });
         let c = analyze(&i);
         assert_eq!(find(&c, "conntrack").max_connections, Some(5000));
         assert_eq!(find(&c, "cgroup_memory").max_connections, Some(2000));
+        assert!(
+            find(&c, "cgroup_memory")
+                .explanation
+                .contains("buffers use 64.0 KiB")
+        );
         assert_eq!(c.binding.unwrap().name, "cgroup_memory");
     }
 

@@ -6,6 +6,7 @@ mod doctor;
 pub mod ramp;
 mod report;
 mod run;
+mod target;
 
 use crate::{cli::Command, exit::Exit, loadgen};
 

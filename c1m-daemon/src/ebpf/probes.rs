@@ -10,9 +10,10 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use c1m_common::{
-    DropReason, GLOBAL_SOCK_OFFSETS, MAP_DIALLED_CLOSES, MAP_STATS, MAP_TARGET_EVENTS,
-    MAP_TARGET_LISTEN_PORTS, MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair,
-    PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF,
+    CgroupTarget, DropReason, GLOBAL_SOCK_OFFSETS, MAP_CGROUP_JOINED, MAP_DIALLED_CLOSES,
+    MAP_STATS, MAP_TARGET_CGROUP, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_NETNS,
+    MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
+    PROG_CGROUP_ATTACH_TRACEPOINT, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF,
     PROG_SET_STATE_TRACEPOINT, SockOffsets, TRANSITION_SLOTS, TargetEvent,
 };
 use serde::Serialize;
@@ -74,6 +75,8 @@ struct Maps {
     events: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
     dialled_closes: HashMap<MapData, OutboundPair, u64>,
+    target_cgroup: Array<MapData, CgroupTarget>,
+    cgroup_joined: HashMap<MapData, u32, u64>,
 }
 
 impl Maps {
@@ -93,6 +96,10 @@ impl Maps {
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?,
             dialled_closes: HashMap::try_from(take(MAP_DIALLED_CLOSES)?)
                 .map_err(map_error(MAP_DIALLED_CLOSES))?,
+            target_cgroup: Array::try_from(take(MAP_TARGET_CGROUP)?)
+                .map_err(map_error(MAP_TARGET_CGROUP))?,
+            cgroup_joined: HashMap::try_from(take(MAP_CGROUP_JOINED)?)
+                .map_err(map_error(MAP_CGROUP_JOINED))?,
         })
     }
 }
@@ -150,6 +157,16 @@ impl Probes {
         log::info!("attached {attach_mode}");
         let children = attach_children(&mut ebpf, follow_children);
         let accept_errors = attach_accept_errors(&mut ebpf);
+        // Only a cgroup target uses it (it returns at once otherwise); a
+        // kernel without it still follows forks and sockets in the cgroup.
+        if let Err(err) = attach_tracepoint(
+            &mut ebpf,
+            PROG_CGROUP_ATTACH_TRACEPOINT,
+            "cgroup",
+            "cgroup_attach_task",
+        ) {
+            log::warn!("processes moved into a target cgroup will not be seen at once: {err}");
+        }
         tracefs::unmount_if_ours();
         let maps = Maps::take(&mut ebpf)?;
         let kernel = start_walker(ebpf)?;
@@ -228,6 +245,34 @@ impl Probes {
             .map_err(map_error(MAP_TARGET_TGIDS))
     }
 
+    /// Every process in this cgroup (v2 id, depth below the root) or below
+    /// it is a target, from now on: the kernel programs match it.
+    pub fn set_target_cgroup(&mut self, id: u64, level: u32) -> Result<(), ProbeError> {
+        let target = CgroupTarget { id, level, _pad: 0 };
+        self.maps
+            .target_cgroup
+            .set(0, target, 0)
+            .map_err(map_error(MAP_TARGET_CGROUP))
+    }
+
+    /// Threads moved into the target cgroup since the last call (the
+    /// kernel side records them; they are forgotten once read).
+    pub fn take_cgroup_joined(&mut self) -> Result<Vec<u32>, ProbeError> {
+        let joined = self
+            .maps
+            .cgroup_joined
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_CGROUP_JOINED))?;
+        for tid in &joined {
+            match self.maps.cgroup_joined.remove(tid) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(map_error(MAP_CGROUP_JOINED)(source)),
+            }
+        }
+        Ok(joined)
+    }
+
     /// A port on which the target already listened before c1m attached, so
     /// connections accepted on it are the target's.
     pub fn add_listen_port(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
@@ -235,6 +280,17 @@ impl Probes {
             .listen_ports
             .insert(port as u32, listeners, 0)
             .map_err(map_error(MAP_TARGET_LISTEN_PORTS))
+    }
+
+    /// Like [`Probes::add_listen_port`], unless the port is known already
+    /// (a process joining the target with a listener another target
+    /// process shares).
+    pub fn add_listen_port_if_new(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
+        match self.maps.listen_ports.get(&(port as u32), 0) {
+            Ok(_) => Ok(()),
+            Err(MapError::KeyNotFound) => self.add_listen_port(port, listeners),
+            Err(source) => Err(map_error(MAP_TARGET_LISTEN_PORTS)(source)),
+        }
     }
 
     /// Accepted connections count only in this network namespace (by its

@@ -62,6 +62,9 @@ pub struct TargetInfo {
     pub exited: Vec<ExitedProcess>,
     /// Its own memory now (Pss_Anon + Pss_Shmem over its processes).
     pub memory_bytes: u64,
+    /// The cgroup (v2 path, `/a/b`) whose processes are the target, when
+    /// watched with `--cgroup` or `--container`.
+    pub cgroup: Option<String>,
 }
 
 /// Where `connections` counts come from. The JSON words are the
@@ -160,6 +163,8 @@ pub struct Context<'a> {
     pub slabs: &'a BTreeMap<String, SlabCache>,
     pub uses_epoll: bool,
     pub max_tw_buckets: Option<u64>,
+    /// The target cgroup's path, when the target is one.
+    pub cgroup: Option<String>,
     pub drops: BTreeMap<&'static str, u64>,
 }
 
@@ -237,6 +242,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             alive: ctx.alive,
             exited: ctx.exited,
             memory_bytes: last.user_bytes,
+            cgroup: ctx.cgroup,
         },
         connections: Connections {
             current,
@@ -416,6 +422,7 @@ pub mod tests {
             slabs,
             uses_epoll: true,
             max_tw_buckets: Some(131072),
+            cgroup: None,
             drops: BTreeMap::new(),
         }
     }
@@ -599,6 +606,7 @@ mod census_tests {
             slabs: &slabs,
             uses_epoll: false,
             max_tw_buckets: None,
+            cgroup: None,
             drops: BTreeMap::new(),
         };
         let report = build_report(&[sample], ctx);
@@ -654,6 +662,7 @@ mod census_tests {
             slabs: &slabs,
             uses_epoll: false,
             max_tw_buckets: None,
+            cgroup: None,
             drops: BTreeMap::new(),
         };
         let report = build_report(&[sample(BTreeMap::new())], ctx());

@@ -12,7 +12,7 @@ use crate::{
     model::{evidence::WindowEvidence, report::Report, sock_census::PairUse},
     system::{
         apps::AppLimits,
-        cgroup::{cgroup_dirs, parse_limit, parse_usage},
+        cgroup::{cgroup_dirs, parse_limit, parse_stat_field, parse_usage},
         meminfo::read_meminfo,
         memory::open_fds as count_open_fds,
         netstat::Counters,
@@ -175,26 +175,40 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
 /// The memory limit of the cgroup `pid` is in: (file, limit, usage), when
 /// one is set (v2 `memory.max`, or v1 `memory.limit_in_bytes`).
 fn cgroup_memory(pid: u32) -> Option<CgroupMemory> {
+    let read_limit = |file: &str| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| parse_limit(&text))
+    };
     for (dir, v2) in cgroup_dirs(pid, "memory") {
-        let (limit_file, usage_file) = if v2 {
-            (format!("{dir}/memory.max"), format!("{dir}/memory.current"))
+        let (limit_files, usage_file) = if v2 {
+            // memory.high throttles and reclaims before memory.max kills:
+            // whichever is lower is where the connections stop growing.
+            (
+                vec![format!("{dir}/memory.high"), format!("{dir}/memory.max")],
+                format!("{dir}/memory.current"),
+            )
         } else {
             (
-                format!("{dir}/memory.limit_in_bytes"),
+                vec![format!("{dir}/memory.limit_in_bytes")],
                 format!("{dir}/memory.usage_in_bytes"),
             )
         };
-        let Some(limit) = std::fs::read_to_string(&limit_file)
-            .ok()
-            .and_then(|text| parse_limit(&text))
+        let Some((source, limit)) = limit_files
+            .into_iter()
+            .filter_map(|file| read_limit(&file).map(|limit| (file, limit)))
+            .min_by_key(|(_, limit)| *limit)
         else {
             continue;
         };
         let usage = parse_usage(std::fs::read_to_string(&usage_file).ok());
         return Some(CgroupMemory {
-            source: limit_file,
+            source,
             limit_bytes: limit,
             usage_bytes: usage,
+            sock_bytes: std::fs::read_to_string(format!("{dir}/memory.stat"))
+                .ok()
+                .and_then(|stat| parse_stat_field(&stat, "sock")),
         });
     }
     None

@@ -28,6 +28,7 @@ use crate::{
     },
     system::{
         apps::{AppLimits, read_app_limits, server_processes},
+        cgroup_target::{CgroupSpec, processes_in},
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
         netns::{enter_netns_of, netns_inode},
         netstat::{Counters, read_netstat},
@@ -91,21 +92,42 @@ impl Sampler {
         follow_children: bool,
         attach: Option<AttachMode>,
     ) -> anyhow::Result<Sampler> {
+        Sampler::start_on(named, None, follow_children, attach)
+    }
+
+    /// [`Sampler::start`] with a cgroup target: every process in `cgroup`
+    /// (and below) is the target besides the `named` ones.
+    pub fn start_on(
+        mut named: Vec<TargetProcess>,
+        cgroup: Option<CgroupSpec>,
+        follow_children: bool,
+        attach: Option<AttachMode>,
+    ) -> anyhow::Result<Sampler> {
         ensure_privileges()?;
+        // A cgroup's processes share its network namespace in practice
+        // (a container): the first one now gives it.
+        let first_in_cgroup = cgroup
+            .as_ref()
+            .and_then(|c| processes_in(c).into_iter().next())
+            .and_then(|pid| TargetProcess::resolve(pid).ok());
+        let netns_of = named.first().cloned().or(first_in_cgroup);
         // Measure a containerised target in its own network namespace (the
         // socket walk covers the namespace of the thread that reads it).
         // Entered before attaching, so the walker thread the probes start
         // is in it too (a thread starts in its creator's namespaces).
-        if let Some(first) = named.first()
+        if let Some(first) = &netns_of
             && enter_netns_of(first.tgid)?
         {
             log::info!("entered the network namespace of pid {}", first.tgid);
         }
+        // Forks in a cgroup are its processes whatever --no-children says.
+        let follow_children = follow_children || cgroup.is_some();
         let mut probes = Probes::attach(attach, follow_children)?;
-        if let Some(inode) = named.first().and_then(|first| netns_inode(first.tgid)) {
+        if let Some(inode) = netns_of.as_ref().and_then(|first| netns_inode(first.tgid)) {
             probes.set_target_netns(inode)?;
         }
-        let targets = TargetSet::start(named, follow_children, &mut probes)?;
+        named.dedup_by_key(|p| p.tgid);
+        let targets = TargetSet::start(named, cgroup, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
         let mut sampler = Sampler {
             probes,
@@ -271,6 +293,7 @@ impl Sampler {
                 slabs: &slabs,
                 uses_epoll: self.uses_epoll,
                 max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),
+                cgroup: self.targets.cgroup().map(|c| c.name.clone()),
                 drops: {
                     let mut drops = self.probes.read_drops()?;
                     drops.extend(self.losses.iter().map(|(k, v)| (*k, *v)));
