@@ -21,7 +21,7 @@ pub use crate::{
         cgroup_target::{container_id_of, parse_v2_mount},
         meminfo::parse_meminfo,
         memory::parse_smaps_rollup,
-        netstat::parse_counters,
+        netstat::{parse_conntrack_stat, parse_counters},
         process::parse_stat,
         process_limits::parse_process_limits,
         slabinfo::parse_slabinfo,
@@ -61,6 +61,7 @@ pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     let text = String::from_utf8_lossy(bytes);
     count(!parse_sockstat(&text).is_empty());
     count(parse_counters("/proc/net/netstat", &text).is_ok());
+    count(!parse_conntrack_stat(&text).is_empty());
     count(parse_slabinfo(&text).is_ok());
     count(parse_numbers::<3>(&text).is_some());
     count(parse_numbers::<1>(&text).is_some());

@@ -129,6 +129,9 @@ pub struct CeilingInputs {
     pub tw_overflows: u64,
     /// nf_conntrack_max and nf_conntrack_count, when conntrack is tracking.
     pub conntrack: Option<Capacity>,
+    /// Packets conntrack dropped for a full table (`drop` + `early_drop`
+    /// of /proc/net/stat/nf_conntrack) over the evidence window.
+    pub conntrack_drops: u64,
     pub somaxconn: Option<u64>,
     /// `ListenOverflows`/`ListenDrops` movement of the whole network
     /// namespace since attach: context only (any process moves it).

@@ -577,6 +577,13 @@ fn conntrack(i: &CeilingInputs) -> Option<Limit> {
     l.per_connection = Some(1.0);
     l.max_connections = allowed(i.connections, max as f64 - count as f64, 1.0);
     l.explanation = format!("connection tracking entries, nf_conntrack_max {max}");
+    l.exceeded = count >= max || i.conntrack_drops > 0;
+    if i.conntrack_drops > 0 {
+        l.evidence.push(format!(
+            "{} packets dropped for a full table in the last 10 s (nf_conntrack drop/early_drop)",
+            i.conntrack_drops
+        ));
+    }
     l.remedy = format!(
         "sysctl -w net.netfilter.nf_conntrack_max={}, or exempt this traffic (NOTRACK)",
         max * 2
@@ -1091,6 +1098,16 @@ mod tests {
         });
         let c = analyze(&i);
         assert_eq!(find(&c, "conntrack").max_connections, Some(5000));
+        assert!(!find(&c, "conntrack").exceeded);
+        let mut full = i.clone();
+        full.conntrack_drops = 12;
+        let l = find(&analyze(&full), "conntrack").clone();
+        assert!(l.exceeded);
+        assert!(
+            l.evidence[0].starts_with("12 packets dropped"),
+            "{:?}",
+            l.evidence
+        );
         assert_eq!(find(&c, "cgroup_memory").max_connections, Some(2000));
         assert!(
             find(&c, "cgroup_memory")

@@ -272,6 +272,21 @@ const NETSTAT_METRICS: &[(&str, &str, &str)] = &[
         "netstat_tcp_reqq_full_do_cookies",
         "SYNs answered with syncookies because a SYN queue was full (target's namespace)",
     ),
+    (
+        "NfConntrack.insert_failed",
+        "conntrack_insert_failed",
+        "New connections whose conntrack entry could not be inserted (target's namespace)",
+    ),
+    (
+        "NfConntrack.drop",
+        "conntrack_drop",
+        "Packets dropped because the conntrack table was full (target's namespace)",
+    ),
+    (
+        "NfConntrack.early_drop",
+        "conntrack_early_drop",
+        "Conntrack entries evicted early to make room in a full table (target's namespace)",
+    ),
 ];
 
 fn register_netstat(registry: &mut Registry, r: &Report) {

@@ -40,7 +40,9 @@ pub struct Report {
 
 /// The `/proc/net/netstat` counters the report carries, by `Prefix.Name`:
 /// accept queue overflows and drops, TIME_WAIT bucket overflows, TCP
-/// memory pressure and aborts, SYN queue drops and syncookies.
+/// memory pressure and aborts, SYN queue drops and syncookies; and, when
+/// conntrack is loaded, its insert failures and full-table drops
+/// (`/proc/net/stat/nf_conntrack`).
 pub const NETSTAT_COUNTERS: &[&str] = &[
     "TcpExt.ListenOverflows",
     "TcpExt.ListenDrops",
@@ -49,6 +51,9 @@ pub const NETSTAT_COUNTERS: &[&str] = &[
     "TcpExt.TCPAbortOnMemory",
     "TcpExt.TCPReqQFullDrop",
     "TcpExt.TCPReqQFullDoCookies",
+    "NfConntrack.insert_failed",
+    "NfConntrack.drop",
+    "NfConntrack.early_drop",
 ];
 
 #[derive(Debug, Clone, Serialize)]

@@ -122,6 +122,8 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         tw_entered: report.time_wait.entered_total,
         tw_overflows: moved_in_window("TcpExt.TCPTimeWaitOverflow"),
         conntrack: conntrack(),
+        conntrack_drops: moved_in_window("NfConntrack.drop")
+            + moved_in_window("NfConntrack.early_drop"),
         somaxconn: read_sysctl_u64("net.core.somaxconn").ok(),
         // ListenDrops counts every ListenOverflows again (and other drops):
         // the larger is the number of connections dropped.
