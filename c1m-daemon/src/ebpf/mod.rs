@@ -6,6 +6,7 @@ pub mod btf_offsets;
 pub mod error;
 pub mod features;
 pub mod probes;
+pub mod self_cost;
 pub mod tracefs;
 pub mod walk_programs;
 pub mod walker;

@@ -2,7 +2,7 @@
 //! supports for each hook, telling them which process is the target, and
 //! reading their counters back.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, os::fd::OwnedFd, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::{
     C1M_EBPF_OBJECT, btf_offsets,
     error::{ProbeError, error_chain, map_error, program_mut},
+    self_cost::{ProgramCost, enable_run_stats, program_costs, program_ids},
     tracefs,
     walk_programs::{WalkPrograms, pair_addresses},
     walker::{Walk, Walker},
@@ -64,6 +65,10 @@ pub struct Probes {
     pub accept_errors: Result<&'static str, String>,
     maps: Maps,
     logger: Option<KernelLogger>,
+    /// Kernel ids of c1m's loaded programs, by name (for their run stats).
+    program_ids: Vec<(String, u32)>,
+    /// Held while c1m runs: the kernel counts program run time meanwhile.
+    run_stats: Result<OwnedFd, String>,
 }
 
 /// The maps userspace reads and writes, taken out of the object.
@@ -169,7 +174,11 @@ impl Probes {
         }
         tracefs::unmount_if_ours();
         let maps = Maps::take(&mut ebpf)?;
-        let kernel = start_walker(ebpf)?;
+        let (kernel, program_ids) = start_walker(ebpf)?;
+        let run_stats = enable_run_stats();
+        if let Err(why) = &run_stats {
+            log::warn!("c1m's own programs' run time will not be shown: {why}");
+        }
         Ok(Probes {
             kernel,
             attach_mode,
@@ -177,7 +186,18 @@ impl Probes {
             accept_errors,
             maps,
             logger,
+            program_ids,
+            run_stats,
         })
+    }
+
+    /// Runs and run time of each of c1m's programs, when run-time stats are
+    /// on (else why not).
+    pub fn program_costs(&self) -> Result<Vec<ProgramCost>, String> {
+        match &self.run_stats {
+            Ok(_) => Ok(program_costs(&self.program_ids)),
+            Err(why) => Err(why.clone()),
+        }
     }
 
     /// Why walks are unavailable, if they are.
@@ -444,14 +464,18 @@ fn attach_accept_errors(ebpf: &mut Ebpf) -> Result<&'static str, String> {
 
 /// Hand the object to the walker thread when this kernel can walk sockets
 /// and fd tables; else keep it here, with the reason.
-fn start_walker(mut ebpf: Ebpf) -> Result<Kernel, ProbeError> {
-    Ok(match WalkPrograms::load(&mut ebpf)? {
+fn start_walker(mut ebpf: Ebpf) -> Result<(Kernel, Vec<(String, u32)>), ProbeError> {
+    let walk_programs = WalkPrograms::load(&mut ebpf)?;
+    // Every program is loaded now (the iterators just were).
+    let ids = program_ids(&ebpf);
+    let kernel = match walk_programs {
         Ok(programs) => Kernel::Walker(Walker::start(ebpf, programs)),
         Err(why) => {
             log::warn!("socket walks unavailable, counts will be estimated: {why}");
             Kernel::CannotWalk { _ebpf: ebpf, why }
         }
-    })
+    };
+    Ok((kernel, ids))
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {

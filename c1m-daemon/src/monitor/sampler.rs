@@ -19,6 +19,7 @@ use crate::{
     ebpf::{
         error::ProbeError,
         probes::{AttachMode, KernelLogger, Probes, WalkState, ensure_privileges},
+        self_cost::bpf_memory_bytes,
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
@@ -426,6 +427,7 @@ impl Sampler {
     /// c1m's own state, for the API's `daemon` section.
     pub fn daemon_info(&self, interval: Duration, samples: u64) -> DaemonInfo {
         let (rss_bytes, cpu_seconds) = own_usage();
+        let programs = self.probes.program_costs();
         DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             attach_mode: self.probes.attach_mode.to_string(),
@@ -443,6 +445,12 @@ impl Sampler {
                 .map(|(at, _)| at.elapsed().as_millis() as u64),
             rss_bytes,
             cpu_seconds,
+            bpf_memory_bytes: bpf_memory_bytes(),
+            program_stats: match &programs {
+                Ok(_) => Availability::yes("BPF_ENABLE_STATS (held while c1m runs)"),
+                Err(why) => Availability::no(why.clone()),
+            },
+            programs: programs.unwrap_or_default(),
         }
     }
 
