@@ -11,10 +11,10 @@ use aya::{
 };
 use c1m_common::{
     CgroupTarget, DropReason, GLOBAL_SOCK_OFFSETS, MAP_CGROUP_JOINED, MAP_DIALLED_CLOSES,
-    MAP_STATS, MAP_TARGET_CGROUP, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_NETNS,
-    MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
-    PROG_CGROUP_ATTACH_TRACEPOINT, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF,
-    PROG_SET_STATE_TRACEPOINT, SockOffsets, TRANSITION_SLOTS, TargetEvent,
+    MAP_OWNED_SOCKS, MAP_STATS, MAP_TARGET_CGROUP, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS,
+    MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair, PROG_ACCEPT_EXIT,
+    PROG_ACCEPT4_EXIT, PROG_CGROUP_ATTACH_TRACEPOINT, PROG_NEW_TASK_TRACEPOINT,
+    PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets, TRANSITION_SLOTS, TargetEvent,
 };
 use serde::Serialize;
 
@@ -69,6 +69,8 @@ pub struct Probes {
     program_ids: Vec<(String, u32)>,
     /// Held while c1m runs: the kernel counts program run time meanwhile.
     run_stats: Result<OwnedFd, String>,
+    /// Sockets the kernel side can track at once (`OWNED_SOCKS`' size).
+    pub owned_sockets: u32,
 }
 
 /// The maps userspace reads and writes, taken out of the object.
@@ -142,9 +144,13 @@ impl Probes {
     /// Load and attach. `only` forces one attach mode (to test a fallback,
     /// or on a kernel whose preferred mode misbehaves); `follow_children`
     /// makes processes the target starts targets too.
-    pub fn attach(only: Option<AttachMode>, follow_children: bool) -> Result<Probes, ProbeError> {
+    pub fn attach(
+        only: Option<AttachMode>,
+        follow_children: bool,
+        owned_sockets: u32,
+    ) -> Result<Probes, ProbeError> {
         ensure_privileges()?;
-        let (mut ebpf, offsets) = load_object()?;
+        let (mut ebpf, offsets) = load_object(owned_sockets)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -188,6 +194,7 @@ impl Probes {
             logger,
             program_ids,
             run_stats,
+            owned_sockets,
         })
     }
 
@@ -382,7 +389,7 @@ impl Probes {
 /// Load the object with the `struct sock` offsets of this kernel's BTF;
 /// also returns whether they resolved (tp_btf needs them). Without BTF,
 /// tp_btf cannot work anyway, and the zero offsets are never used.
-fn load_object() -> Result<(Ebpf, Result<(), String>), ProbeError> {
+fn load_object(owned_sockets: u32) -> Result<(Ebpf, Result<(), String>), ProbeError> {
     let btf = btf_offsets::load_kernel_btf();
     let offsets = match &btf {
         Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
@@ -394,6 +401,7 @@ fn load_object() -> Result<(Ebpf, Result<(), String>), ProbeError> {
             offsets.as_ref().unwrap_or(&SockOffsets::default()),
             true,
         )
+        .map_max_entries(MAP_OWNED_SOCKS, owned_sockets)
         .load(C1M_EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     Ok((ebpf, offsets.map(drop).map_err(|err| err.to_string())))

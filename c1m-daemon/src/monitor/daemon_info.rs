@@ -33,6 +33,10 @@ pub struct DaemonInfo {
     pub cpu_seconds: f64,
     /// Kernel memory c1m's BPF maps and programs pin (their memlock).
     pub bpf_memory_bytes: u64,
+    /// Sockets the kernel side can track at once, sized from the target's
+    /// fd limits at attach (more are counted in drops as
+    /// `owned_sock_map_full`).
+    pub owned_sockets_capacity: u32,
     /// Whether the kernel counts c1m's programs' run time (BPF_ENABLE_STATS
     /// held while c1m runs), or why not.
     pub program_stats: Availability,

@@ -20,6 +20,7 @@ use crate::{
         error::ProbeError,
         probes::{AttachMode, KernelLogger, Probes, WalkState, ensure_privileges},
         self_cost::bpf_memory_bytes,
+        sizing::owned_socket_capacity,
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
@@ -33,7 +34,8 @@ use crate::{
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
         netns::{enter_netns_of, netns_inode},
         netstat::{Counters, read_netstat},
-        process::TargetProcess,
+        process::{TargetProcess, descendants},
+        process_limits::{limit_value, read_process_limits},
         slabinfo::read_slabinfo,
         sysctl::read_sysctl_u64,
     },
@@ -123,7 +125,9 @@ impl Sampler {
         }
         // Forks in a cgroup are its processes whatever --no-children says.
         let follow_children = follow_children || cgroup.is_some();
-        let mut probes = Probes::attach(attach, follow_children)?;
+        let owned_sockets = owned_socket_capacity(&nofile_limits(&named, follow_children, &cgroup));
+        log::info!("the kernel side tracks up to {owned_sockets} sockets at once");
+        let mut probes = Probes::attach(attach, follow_children, owned_sockets)?;
         if let Some(inode) = netns_of.as_ref().and_then(|first| netns_inode(first.tgid)) {
             probes.set_target_netns(inode)?;
         }
@@ -446,6 +450,7 @@ impl Sampler {
             rss_bytes,
             cpu_seconds,
             bpf_memory_bytes: bpf_memory_bytes(),
+            owned_sockets_capacity: self.probes.owned_sockets,
             program_stats: match &programs {
                 Ok(_) => Availability::yes("BPF_ENABLE_STATS (held while c1m runs)"),
                 Err(why) => Availability::no(why.clone()),
@@ -492,4 +497,28 @@ impl Sampler {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+}
+
+/// The soft fd limit of each process the target has now: the named ones,
+/// their children when followed, and a cgroup's.
+fn nofile_limits(
+    named: &[TargetProcess],
+    follow_children: bool,
+    cgroup: &Option<CgroupSpec>,
+) -> Vec<u64> {
+    let mut pids: Vec<u32> = named.iter().map(|p| p.tgid).collect();
+    if follow_children {
+        for p in named {
+            pids.extend(descendants(p.tgid).into_iter().map(|(pid, _)| pid));
+        }
+    }
+    if let Some(cgroup) = cgroup {
+        pids.extend(processes_in(cgroup));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.iter()
+        .filter_map(|&pid| read_process_limits(pid).ok())
+        .map(|limits| limit_value(limits.max_open_files.soft_limit))
+        .collect()
 }
