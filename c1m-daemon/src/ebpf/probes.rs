@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, fmt, os::fd::OwnedFd, time::Duration};
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{BtfTracePoint, TracePoint},
 };
@@ -150,7 +150,11 @@ impl Probes {
         owned_sockets: u32,
     ) -> Result<Probes, ProbeError> {
         ensure_privileges()?;
-        let (mut ebpf, offsets) = load_object(owned_sockets)?;
+        // aya's view of the kernel's BTF is parsed once (several MB: the
+        // slowest part of attaching) and lent to the loader and to every
+        // program that needs it; it was parsed once per use.
+        let btf = Btf::from_sys_fs().ok();
+        let (mut ebpf, offsets) = load_object(btf.as_ref(), owned_sockets)?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(logger) => Some(logger),
             Err(err) => {
@@ -158,7 +162,7 @@ impl Probes {
                 None
             }
         };
-        let attach_mode = match attach_state_probe(&mut ebpf, only, offsets) {
+        let attach_mode = match attach_state_probe(&mut ebpf, only, offsets, btf.as_ref()) {
             Ok(mode) => mode,
             Err(err) => {
                 tracefs::unmount_if_ours();
@@ -180,7 +184,7 @@ impl Probes {
         }
         tracefs::unmount_if_ours();
         let maps = Maps::take(&mut ebpf)?;
-        let (kernel, program_ids) = start_walker(ebpf)?;
+        let (kernel, program_ids) = start_walker(ebpf, btf.as_ref())?;
         let run_stats = enable_run_stats();
         if let Err(why) = &run_stats {
             log::warn!("c1m's own programs' run time will not be shown: {why}");
@@ -389,13 +393,15 @@ impl Probes {
 /// Load the object with the `struct sock` offsets of this kernel's BTF;
 /// also returns whether they resolved (tp_btf needs them). Without BTF,
 /// tp_btf cannot work anyway, and the zero offsets are never used.
-fn load_object(owned_sockets: u32) -> Result<(Ebpf, Result<(), String>), ProbeError> {
-    let btf = btf_offsets::load_kernel_btf();
-    let offsets = match &btf {
-        Ok(btf) => btf_offsets::resolve_sock_offsets(btf),
-        Err(err) => Err(err.clone()),
-    };
+fn load_object(
+    btf: Option<&Btf>,
+    owned_sockets: u32,
+) -> Result<(Ebpf, Result<(), String>), ProbeError> {
+    let offsets = btf_offsets::load_kernel_btf()
+        .and_then(|kernel| btf_offsets::resolve_sock_offsets(&kernel))
+        .map_err(|err| err.to_string());
     let ebpf = EbpfLoader::new()
+        .btf(btf)
         .override_global(
             GLOBAL_SOCK_OFFSETS,
             offsets.as_ref().unwrap_or(&SockOffsets::default()),
@@ -404,7 +410,7 @@ fn load_object(owned_sockets: u32) -> Result<(Ebpf, Result<(), String>), ProbeEr
         .map_max_entries(MAP_OWNED_SOCKS, owned_sockets)
         .load(C1M_EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
-    Ok((ebpf, offsets.map(drop).map_err(|err| err.to_string())))
+    Ok((ebpf, offsets.map(drop)))
 }
 
 /// Attach the `inet_sock_set_state` observer: tp_btf first, the classic
@@ -413,6 +419,7 @@ fn attach_state_probe(
     ebpf: &mut Ebpf,
     only: Option<AttachMode>,
     offsets: Result<(), String>,
+    btf: Option<&Btf>,
 ) -> Result<AttachMode, ProbeError> {
     let mut attempts = Vec::new();
     for mode in [AttachMode::TpBtf, AttachMode::Tracepoint] {
@@ -421,7 +428,7 @@ fn attach_state_probe(
         }
         let result = match mode {
             AttachMode::TpBtf => match &offsets {
-                Ok(()) => attach_tp_btf(ebpf),
+                Ok(()) => attach_tp_btf(ebpf, btf),
                 Err(err) => Err(err.clone()),
             },
             AttachMode::Tracepoint => attach_tracepoint(
@@ -472,8 +479,11 @@ fn attach_accept_errors(ebpf: &mut Ebpf) -> Result<&'static str, String> {
 
 /// Hand the object to the walker thread when this kernel can walk sockets
 /// and fd tables; else keep it here, with the reason.
-fn start_walker(mut ebpf: Ebpf) -> Result<(Kernel, Vec<(String, u32)>), ProbeError> {
-    let walk_programs = WalkPrograms::load(&mut ebpf)?;
+fn start_walker(
+    mut ebpf: Ebpf,
+    btf: Option<&Btf>,
+) -> Result<(Kernel, Vec<(String, u32)>), ProbeError> {
+    let walk_programs = WalkPrograms::load(&mut ebpf, btf)?;
     // Every program is loaded now (the iterators just were).
     let ids = program_ids(&ebpf);
     let kernel = match walk_programs {
@@ -486,11 +496,11 @@ fn start_walker(mut ebpf: Ebpf) -> Result<(Kernel, Vec<(String, u32)>), ProbeErr
     Ok((kernel, ids))
 }
 
-fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+fn attach_tp_btf(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<(), String> {
+    let btf = btf.ok_or_else(|| format!("no kernel BTF at {}", super::VMLINUX_BTF))?;
     let program: &mut BtfTracePoint = program_mut(ebpf, PROG_SET_STATE_TP_BTF)?;
     program
-        .load("inet_sock_set_state", &btf)
+        .load("inet_sock_set_state", btf)
         .map_err(error_chain)?;
     program.attach().map_err(error_chain)?;
     Ok(())

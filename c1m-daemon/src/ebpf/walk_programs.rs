@@ -46,12 +46,15 @@ pub struct FdCensus {
 impl WalkPrograms {
     /// Load both iterator programs. `Err` says why walks are unavailable on
     /// this kernel (the daemon then falls back to estimates and `/proc`).
-    pub fn load(ebpf: &mut Ebpf) -> Result<Result<WalkPrograms, String>, ProbeError> {
+    pub fn load(
+        ebpf: &mut Ebpf,
+        btf: Option<&aya::Btf>,
+    ) -> Result<Result<WalkPrograms, String>, ProbeError> {
         let loaded = (|| {
-            let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+            let btf = btf.ok_or_else(|| format!("no kernel BTF at {}", super::VMLINUX_BTF))?;
             for (program, target) in [(PROG_SOCK_SCAN, "tcp"), (PROG_FD_SCAN, "task_file")] {
                 let iter: &mut Iter = program_mut(ebpf, program)?;
-                iter.load(target, &btf)
+                iter.load(target, btf)
                     .map_err(|e| format!("iter/{target}: {}", error_chain(e)))?;
             }
             Ok::<_, String>(())
