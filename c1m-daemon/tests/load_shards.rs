@@ -523,10 +523,23 @@ fn the_kubernetes_job_runs_one_shard_per_index_sized_for_its_share() {
         request >= need,
         "request {request} B < {per_pod} x 5.4 KiB = {need} B"
     );
-    // Each pod's source address holds at most one port per connection.
+    // A pod's one source address needs a port per connection: the range
+    // the pod sysctl sets, or its 1/N slice without --no-port-slice.
+    let range = pod["spec"]["securityContext"]["sysctls"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str() == Some("net.ipv4.ip_local_port_range"))
+        .and_then(|s| s["value"].as_str())
+        .unwrap();
+    let (low, high) = range.split_once(' ').expect("LOW HIGH");
+    let mut ports = high.parse::<u64>().unwrap() - low.parse::<u64>().unwrap() + 1;
+    if !command.contains(&"--no-port-slice") {
+        ports /= completions as u64;
+    }
     assert!(
-        per_pod <= 64_512,
-        "{per_pod} connections per pod exceed its ports"
+        per_pod <= ports,
+        "{per_pod} connections per pod exceed its {ports} ports ({range})"
     );
     match Command::new("kubeconform")
         .args(["-strict", "-summary"])
