@@ -11,7 +11,11 @@ use crate::{
     human::{parse_duration, parse_rate, parse_size},
     loadgen::{
         echo::EchoOptions,
-        load::{CloseSide, LoadOptions, greeting::Greeting},
+        load::{
+            CloseSide, LoadOptions,
+            greeting::Greeting,
+            host_shard::{HostShard, HostShardError, share},
+        },
     },
 };
 
@@ -329,6 +333,29 @@ pub struct LoadArgs {
     /// Print JSON lines (progress every second, then `done`) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run part INDEX (from 0) of a load spread over COUNT hosts, e.g.
+    /// `--shard 2/8`: this host opens its share of --connections and --rate
+    /// (shares differ by at most one and add up to the totals), from
+    /// source pairs no other shard uses. When --source-ips lists at least
+    /// COUNT addresses, it takes every address whose position mod COUNT is
+    /// INDEX (the kernel picks the ports); otherwise it keeps all the
+    /// addresses (or the kernel's choice) and binds explicitly in slice
+    /// INDEX of COUNT of this namespace's net.ipv4.ip_local_port_range,
+    /// so shards behind one NAT or on one address never collide. JSON lines
+    /// and metrics carry the shard.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_host_shard)]
+    pub shard: Option<HostShard>,
+    /// With --shard: this host's source address is its own (a pod with its
+    /// own IP, a host not behind a NAT shared with other shards), so keep
+    /// the whole ephemeral port range instead of a 1/COUNT slice of it.
+    #[arg(long, requires = "shard")]
+    pub no_port_slice: bool,
+    /// Serve the load's counters as Prometheus text at http://ADDR/metrics
+    /// while it runs, e.g. `0.0.0.0:9809`; every series is labelled
+    /// shard="INDEX", shards="COUNT", so sum() over the shards is the whole
+    /// load (metric names in the README).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub greeting: GreetingArgs,
     /// Internal: run one shard of a load with this JSON plan.
@@ -385,6 +412,10 @@ fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_host_shard(text: &str) -> Result<HostShard, String> {
+    text.parse().map_err(|e: HostShardError| e.to_string())
+}
+
 impl LoadArgs {
     pub fn options(&self) -> anyhow::Result<LoadOptions> {
         let target = self
@@ -393,10 +424,33 @@ impl LoadArgs {
         if self.connections == 0 {
             anyhow::bail!("--connections must be at least 1");
         }
+        let (connections, rate) = match self.shard {
+            None => (self.connections, self.rate),
+            Some(shard) => {
+                let connections = share(self.connections, shard.index, shard.count);
+                if connections == 0 {
+                    anyhow::bail!(
+                        "--connections {} over --shard {shard} leaves this shard none: give at \
+                         least {} connections (one per shard), or fewer shards",
+                        self.connections,
+                        shard.count
+                    );
+                }
+                let rate = match self.rate {
+                    Some(rate) if share(rate, shard.index, shard.count) == 0 => anyhow::bail!(
+                        "--rate {rate}/s over --shard {shard} leaves this shard no connects per \
+                         second: give at least {}/s (one per shard), or leave --rate out",
+                        shard.count
+                    ),
+                    other => other.map(|rate| share(rate, shard.index, shard.count)),
+                };
+                (connections, rate)
+            }
+        };
         Ok(LoadOptions {
             target,
-            connections: self.connections,
-            rate: self.rate,
+            connections,
+            rate,
             hold: self.hold,
             message_bytes: self.message_bytes,
             interval: self.interval,
@@ -408,6 +462,10 @@ impl LoadArgs {
             server_pid: self.server_pid,
             json: self.json,
             greeting: self.greeting.greeting()?,
+            host_shard: self.shard,
+            port_slice: !self.no_port_slice,
+            total_connections: self.connections,
+            metrics: self.metrics,
         })
     }
 }

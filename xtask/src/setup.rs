@@ -44,6 +44,8 @@ const TEST_PACKAGES: &[&str] = &[
     // prometheus + promtool: tests/prometheus_deploy.rs checks deploy/prometheus/
     // and scrapes a real daemon with the deployed config.
     "prometheus",
+    // tests/load_shards.rs lints deploy/ssh/load-fanout.sh.
+    "shellcheck",
 ];
 const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -140,6 +140,98 @@ pub struct ShardPlan {
     /// What each connection says once connected (`None`: nothing).
     #[serde(default)]
     pub greeting: Option<Greeting>,
+    /// Bind each connection explicitly to a port of this range (this
+    /// process's slice of its host shard's slice of the ephemeral ports),
+    /// so shards that share a source address never pick the same port.
+    /// `None`: the kernel picks the port at connect time.
+    #[serde(default)]
+    pub source_ports: Option<PortRange>,
+}
+
+/// A range of ports, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(self) -> u64 {
+        u64::from(self.last.saturating_sub(self.first)) + u64::from(self.first <= self.last)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// Which part of a load spread over hosts this `load` process runs
+/// (`load --shard INDEX/COUNT`, INDEX from 0): distinct from the
+/// per-process shards ([`ShardPlan`]) one load starts on its own box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostShard {
+    pub index: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostShardError {
+    #[error(
+        "--shard {0:?}: write INDEX/COUNT with INDEX counted from 0, e.g. --shard 2/8 for the third of eight hosts"
+    )]
+    Syntax(String),
+    #[error("--shard {0:?}: COUNT must be at least 1 (the number of hosts sharing the load)")]
+    NoShards(String),
+    #[error(
+        "--shard {text:?}: INDEX counts from 0, so with {count} shards it goes up to {last}; got {index}"
+    )]
+    IndexTooLarge {
+        text: String,
+        index: u64,
+        count: u64,
+        last: u64,
+    },
+}
+
+impl std::str::FromStr for HostShard {
+    type Err = HostShardError;
+
+    fn from_str(text: &str) -> Result<HostShard, HostShardError> {
+        let syntax = || HostShardError::Syntax(text.to_owned());
+        let (index, count) = text.trim().split_once('/').ok_or_else(syntax)?;
+        let number = |s: &str| {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(syntax());
+            }
+            s.parse::<u64>().map_err(|_| syntax())
+        };
+        let (index, count) = (number(index)?, number(count)?);
+        if count == 0 {
+            return Err(HostShardError::NoShards(text.to_owned()));
+        }
+        if index >= count {
+            return Err(HostShardError::IndexTooLarge {
+                text: text.to_owned(),
+                index,
+                count,
+                last: count - 1,
+            });
+        }
+        Ok(HostShard { index, count })
+    }
+}
+
+impl std::fmt::Display for HostShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// What each load connection says once connected, so a server that
@@ -268,6 +360,10 @@ pub struct LoadProgress {
     pub messages_ok: u64,
     pub messages_bad: u64,
     pub dropped_by_server: u64,
+    /// `load --shard I/N`: which part of a load spread over hosts this is
+    /// (`target` is then this shard's share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_shard: Option<HostShard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +377,8 @@ pub struct LoadRamped {
     /// Histogram of connect latencies so far.
     #[serde(default)]
     pub connect_latency_us: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_shard: Option<HostShard>,
 }
 
 /// The totals over all shards.
@@ -323,6 +421,9 @@ pub struct LoadOutcome {
     /// Churn mode: there is no count to reach, only failures to explain.
     #[serde(skip)]
     pub churned: bool,
+    /// `load --shard I/N`: this shard (`requested` is its share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_shard: Option<HostShard>,
 }
 
 impl LoadOutcome {
@@ -486,12 +587,40 @@ mod tests {
             failures: BTreeMap::from([("EMFILE".to_owned(), 3)]),
             verdict: None,
             connect_latency_us: Vec::new(),
+            host_shard: Some(HostShard { index: 1, count: 3 }),
         });
         let line = to_line(&done);
         assert!(line.contains(r#""event":"ramped""#), "{line}");
+        assert!(
+            line.contains(r#""host_shard":{"index":1,"count":3}"#),
+            "{line}"
+        );
         assert!(matches!(
             from_line::<LoadEvent>(&line).unwrap(),
             LoadEvent::Ramped(LoadRamped { open: 10, .. })
         ));
+    }
+
+    #[test]
+    fn host_shards_parse_and_refuse_what_cannot_be_one() {
+        assert_eq!(
+            "2/8".parse::<HostShard>(),
+            Ok(HostShard { index: 2, count: 8 })
+        );
+        assert_eq!(
+            "0/1".parse::<HostShard>(),
+            Ok(HostShard { index: 0, count: 1 })
+        );
+        for bad in ["2", "2/", "/8", "a/8", "-1/8", "2/8/9", "2.0/8", ""] {
+            let err = bad.parse::<HostShard>().unwrap_err();
+            assert!(matches!(err, HostShardError::Syntax(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("--shard 2/8"), "{err}");
+        }
+        assert!(matches!(
+            "0/0".parse::<HostShard>(),
+            Err(HostShardError::NoShards(_))
+        ));
+        let err = "8/8".parse::<HostShard>().unwrap_err();
+        assert!(err.to_string().contains("goes up to 7; got 8"), "{err}");
     }
 }

@@ -6,10 +6,16 @@
 //! itself: it starts as many copies of itself as needed (`--shard-plan`,
 //! one JSON plan each), which print their counters as JSON lines; this
 //! coordinator sums them.
+//!
+//! A load too big for one box runs on many, each told its part with
+//! `--shard I/N` ([`host_shard`]): its share of the connections and the
+//! rate, and source (address, port) pairs of its own.
 
 pub mod diagnose;
 pub mod greeting;
+pub mod host_shard;
 pub mod latency;
+pub mod metrics;
 mod shard;
 pub mod source_ips;
 
@@ -28,8 +34,8 @@ use tokio::{
 
 pub use crate::loadgen::protocol::CloseSide;
 use crate::loadgen::protocol::{
-    LoadEvent, LoadOutcome, LoadProgress, LoadRamped, LoadTotals, ShardPlan, ShardProgress,
-    Verdict, from_line, to_line,
+    HostShard, LoadEvent, LoadOutcome, LoadProgress, LoadRamped, LoadTotals, PortRange, ShardPlan,
+    ShardProgress, Verdict, from_line, to_line,
 };
 use shard::{ShardCounters, run_shard};
 
@@ -43,7 +49,7 @@ use crate::{
         netstat::read_netstat,
         process::descendants,
         process_limits::read_process_limits,
-        sysctl::{ephemeral_ports, read_sysctl_u64},
+        sysctl::{ephemeral_ports, read_sysctl_numbers, read_sysctl_u64},
     },
 };
 
@@ -53,7 +59,9 @@ const FDS_RESERVED: u64 = 64;
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub target: SocketAddr,
+    /// Connections this process opens: with `--shard`, its share.
     pub connections: u64,
+    /// Connects per second of this process: with `--shard`, its share.
     pub rate: Option<u64>,
     pub hold: Duration,
     pub message_bytes: usize,
@@ -68,20 +76,35 @@ pub struct LoadOptions {
     /// What each connection says once connected (`--send/--expect`,
     /// `--http`); `None` holds it idle.
     pub greeting: Option<greeting::Greeting>,
+    /// `--shard I/N`: the part of a load spread over hosts this one is.
+    pub host_shard: Option<HostShard>,
+    /// With `host_shard` on fewer source addresses than shards: bind in a
+    /// slice of the ephemeral ports (`false`: `--no-port-slice`, the
+    /// addresses are not shared, the kernel picks from the whole range).
+    pub port_slice: bool,
+    /// The connections of the whole load, over every host shard (picking
+    /// loopback source addresses for all of them, to deal out).
+    pub total_connections: u64,
+    /// `--metrics ADDR`: serve Prometheus text at /metrics there.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Plan the shards: enough processes for the fd limit, the rate split
 /// evenly, each starting at its own place in the source IPs.
+/// With a port slice, each process binds in its own part of it (and there
+/// are never more processes than ports).
 pub fn plan_shards(
     options: &LoadOptions,
     source_ips: &[std::net::IpAddr],
+    source_ports: Option<PortRange>,
     nofile: u64,
 ) -> Vec<ShardPlan> {
     let per_process = nofile.saturating_sub(FDS_RESERVED).max(1);
     let processes = options
         .processes
         .unwrap_or_else(|| options.connections.div_ceil(per_process))
-        .clamp(1, options.connections.max(1));
+        .clamp(1, options.connections.max(1))
+        .min(source_ports.map_or(u64::MAX, |p| p.len().max(1)));
     (0..processes)
         .map(|i| {
             let share =
@@ -98,6 +121,7 @@ pub fn plan_shards(
                 connect_timeout: options.connect_timeout,
                 stall_timeout: options.stall_timeout,
                 greeting: options.greeting.clone(),
+                source_ports: source_ports.map(|p| host_shard::port_slice(p, i, processes)),
             }
         })
         .collect()
@@ -169,10 +193,12 @@ pub fn run(options: LoadOptions) -> anyhow::Result<LoadOutcome> {
 /// when it churns and closes first, one per TIME_WAIT socket it leaves
 /// (up to tcp_max_tw_buckets; the kernel's port search has to step over
 /// them: on one source IP a churn tops out at 14k/s here, on 64 at 31k/s).
+/// Over every host shard, so that addresses picked for all can be dealt
+/// out.
 fn ports_held(options: &LoadOptions, max_tw_buckets: Option<u64>) -> u64 {
     match options.churn {
-        Some((CloseSide::Client, _)) => options.connections + max_tw_buckets.unwrap_or(0),
-        _ => options.connections,
+        Some((CloseSide::Client, _)) => options.total_connections + max_tw_buckets.unwrap_or(0),
+        _ => options.total_connections,
     }
 }
 
@@ -181,6 +207,8 @@ fn ports_held(options: &LoadOptions, max_tw_buckets: Option<u64>) -> u64 {
 struct Setup {
     ports_per_ip: u64,
     source_ips: Vec<IpAddr>,
+    /// With `--shard` on shared addresses: the ports this shard binds.
+    source_ports: Option<PortRange>,
     nofile: u64,
     plans: Vec<ShardPlan>,
     /// The server's accept-queue overflows before the load, to count ours.
@@ -188,9 +216,9 @@ struct Setup {
 }
 
 impl Setup {
-    fn read(options: &LoadOptions) -> Setup {
+    fn read(options: &LoadOptions) -> anyhow::Result<Setup> {
         let ports_per_ip = ephemeral_ports();
-        let source_ips = match &options.source_ips {
+        let listed = match &options.source_ips {
             Some(ips) => ips.clone(),
             None => source_ips::auto_source_ips(
                 options.target.ip(),
@@ -198,16 +226,67 @@ impl Setup {
                 ports_per_ip,
             ),
         };
+        let (source_ips, source_ports) = match options.host_shard {
+            None => (listed, None),
+            Some(shard) => host_sources(options, shard, &listed)?,
+        };
         let nofile = read_rlimit_nofile().soft;
-        let plans = plan_shards(options, &source_ips, nofile);
-        Setup {
+        let plans = plan_shards(options, &source_ips, source_ports, nofile);
+        Ok(Setup {
             ports_per_ip,
             source_ips,
+            source_ports,
             nofile,
             plans,
             overflows_before: listen_overflows(),
+        })
+    }
+}
+
+/// A host shard's source addresses and, when it shares them with other
+/// shards, its slice of this namespace's ephemeral port range; an error
+/// when those cannot hold its share of connections.
+fn host_sources(
+    options: &LoadOptions,
+    shard: HostShard,
+    listed: &[IpAddr],
+) -> anyhow::Result<(Vec<IpAddr>, Option<PortRange>)> {
+    let [low, high] = read_sysctl_numbers::<2>("net.ipv4.ip_local_port_range")
+        .context("--shard: reading net.ipv4.ip_local_port_range to split it between the shards")?;
+    let ephemeral = PortRange {
+        first: u16::try_from(low).unwrap_or(u16::MAX),
+        last: u16::try_from(high).unwrap_or(u16::MAX),
+    };
+    let mut slice = host_shard::source_slice(shard, listed, ephemeral);
+    if !options.port_slice {
+        slice.ports = None;
+    }
+    if let Some(ports) = slice.ports {
+        let pairs = slice.ips.len().max(1) as u64 * ports.len();
+        // A churn reuses its ports; a hold needs one pair per connection.
+        if options.churn.is_none() && pairs < options.connections {
+            anyhow::bail!(
+                "--shard {shard}: this shard's {} connections need as many source (address, port) \
+                 pairs, but it has {pairs}: {} address(es) x {} ports (its slice {} of \
+                 net.ipv4.ip_local_port_range {ephemeral}, split {} ways because fewer than {} \
+                 source addresses were given). Give --source-ips with at least {} addresses (each \
+                 shard then has addresses of its own), or widen ip_local_port_range, or run more \
+                 shards",
+                options.connections,
+                slice.ips.len().max(1),
+                ports.len(),
+                if ports.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    ports.to_string()
+                },
+                shard.count,
+                shard.count,
+                shard.count,
+            );
         }
     }
+    Ok((slice.ips, slice.ports))
 }
 
 /// Where the load stands between ticks of the coordination loop.
@@ -223,7 +302,26 @@ struct Progress {
 /// Start the shards, sum their counters every second until they finish
 /// (the ramp, the hold, or a signal), and return the outcome.
 pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
-    let setup = Setup::read(options);
+    let setup = Setup::read(options)?;
+    let (publish, latest) = watch::channel(metrics::LoadSnapshot {
+        target: options.connections,
+        ..metrics::LoadSnapshot::default()
+    });
+    if let Some(addr) = options.metrics {
+        let shard = options
+            .host_shard
+            .unwrap_or(HostShard { index: 0, count: 1 });
+        let bound = metrics::serve(addr, shard, latest)?;
+        eprintln!("c1m load: Prometheus metrics at http://{bound}/metrics");
+    }
+    if let Some(shard) = options.host_shard {
+        eprintln!(
+            "c1m load: shard {shard}: {} connections{}, from {}",
+            options.connections,
+            options.rate.map_or(String::new(), |r| format!(" at {r}/s")),
+            describe_sources(&setup),
+        );
+    }
     let (stop, stopped) = watch::channel(false);
     let mut shards = start_shards(&setup.plans, stopped)?;
     let bar = progress_bar(options);
@@ -262,6 +360,11 @@ pub async fn coordinate(options: &LoadOptions) -> anyhow::Result<LoadOutcome> {
         }
         let rate = totals.counts.connected_total - p.previous_connected;
         p.previous_connected = totals.counts.connected_total;
+        publish.send_replace(metrics::LoadSnapshot {
+            totals: totals.clone(),
+            target: options.connections,
+            ramped: p.ramp_done.is_some(),
+        });
         report_progress(options, &bar, started.elapsed(), &totals, rate);
         if shards.finished() {
             break;
@@ -310,6 +413,7 @@ fn print_ramped(options: &LoadOptions, started: Instant, totals: &LoadTotals, p:
             failures: totals.counts.failures.clone(),
             verdict: p.verdict.clone(),
             connect_latency_us: totals.counts.connect_latency_us.clone(),
+            host_shard: options.host_shard,
         }))
     );
 }
@@ -337,6 +441,18 @@ fn outcome(
         totals,
         verdict: if reached { None } else { p.verdict },
         churned: options.churn.is_some(),
+        host_shard: options.host_shard,
+    }
+}
+
+/// "3 addresses of its own" / "2 shared addresses, ports 42178-51588".
+fn describe_sources(setup: &Setup) -> String {
+    let ips = setup.source_ips.len();
+    match setup.source_ports {
+        None if ips == 0 => "the kernel's choice of address and port".to_owned(),
+        None => format!("{ips} source address(es) of its own"),
+        Some(ports) if ips == 0 => format!("the kernel's choice of address, ports {ports}"),
+        Some(ports) => format!("{ips} shared source address(es), ports {ports}"),
     }
 }
 
@@ -470,6 +586,7 @@ fn report_progress(
                 messages_ok: c.messages_ok,
                 messages_bad: c.messages_bad,
                 dropped_by_server: c.dropped_by_server,
+                host_shard: options.host_shard,
             }))
         );
     } else if bar.is_hidden() {
@@ -562,17 +679,21 @@ mod tests {
             server_pid: None,
             json: false,
             greeting: None,
+            host_shard: None,
+            port_slice: true,
+            total_connections: connections,
+            metrics: None,
         }
     }
 
     #[test]
     fn shards_cover_the_connections_within_each_fd_limit() {
-        let plans = plan_shards(&options(30_000), &[], 20_000);
+        let plans = plan_shards(&options(30_000), &[], None, 20_000);
         assert_eq!(plans.len(), 2);
         assert_eq!(plans.iter().map(|p| p.connections).sum::<u64>(), 30_000);
         assert!(plans.iter().all(|p| p.connections <= 20_000 - FDS_RESERVED));
         assert_eq!(plans[0].rate, Some(5_000));
-        assert_eq!(plan_shards(&options(100), &[], 20_000).len(), 1);
+        assert_eq!(plan_shards(&options(100), &[], None, 20_000).len(), 1);
     }
 
     #[test]
@@ -596,7 +717,29 @@ mod tests {
             .collect();
         let mut o = options(4);
         o.processes = Some(2);
-        let plans = plan_shards(&o, &ips, 20_000);
+        let plans = plan_shards(&o, &ips, None, 20_000);
         assert_eq!((plans[0].source_offset, plans[1].source_offset), (0, 2));
+    }
+
+    #[test]
+    fn processes_of_a_host_shard_split_its_port_slice() {
+        let ports = PortRange {
+            first: 42_178,
+            last: 51_588,
+        };
+        let mut o = options(3_000);
+        o.processes = Some(3);
+        let plans = plan_shards(&o, &[], Some(ports), 20_000);
+        let slices: Vec<String> = plans
+            .iter()
+            .map(|p| p.source_ports.unwrap().to_string())
+            .collect();
+        assert_eq!(slices, ["42178-45314", "45315-48451", "48452-51588"]);
+        // Never more processes than ports.
+        let tiny = PortRange {
+            first: 50_000,
+            last: 50_001,
+        };
+        assert_eq!(plan_shards(&o, &[], Some(tiny), 20_000).len(), 2);
     }
 }

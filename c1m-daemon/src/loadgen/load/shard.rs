@@ -25,7 +25,7 @@ use tokio::{
 use super::{greeting::greet, latency::LatencyCounters};
 use crate::loadgen::{
     errno::ErrorCounts,
-    protocol::{CloseSide, Phase, ShardCounts, ShardPlan, ShardProgress},
+    protocol::{CloseSide, Phase, PortRange, ShardCounts, ShardPlan, ShardProgress},
 };
 
 /// Connects in flight at once per shard: enough to saturate a loopback
@@ -96,7 +96,7 @@ async fn ramp_and_hold(
     let mut last_success = Instant::now();
     let mut last_connected = 0;
     let mut stalled = false;
-    let mut next_source = plan.source_offset;
+    let sources = Arc::new(Sources::new(&plan));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let connected = counters.connected_total.load(Ordering::Relaxed);
@@ -122,13 +122,13 @@ async fn ramp_and_hold(
             _ = stop.changed() => break,
         };
         pacer.wait().await;
-        let source = pick_source(&plan.source_ips, &mut next_source);
         let (plan, counters, hold_signal) = (plan.clone(), counters.clone(), hold_signal.clone());
+        let sources = sources.clone();
         let connect_served = move |plan: &ShardPlan| {
             let (target, timeout, bytes) = (plan.target, plan.connect_timeout, plan.message_bytes);
             let greeting = plan.greeting.clone();
             async move {
-                let mut stream = connect(target, source, timeout).await?;
+                let mut stream = sources.connect(target, timeout).await?;
                 if let Some(greeting) = &greeting {
                     match tokio::time::timeout(timeout, greet(&mut stream, greeting, target)).await
                     {
@@ -248,17 +248,21 @@ async fn churn(
     counters.set_phase(Phase::Churn);
     let deadline = Instant::now() + duration;
     let pacer = Arc::new(tokio::sync::Mutex::new(Pacer::new(plan.rate)));
+    let sources = Arc::new(Sources::new(&plan));
     let mut loops = tokio::task::JoinSet::new();
-    for index in 0..plan.connections.max(1) {
-        let (plan, counters, pacer, stop) =
-            (plan.clone(), counters.clone(), pacer.clone(), stop.clone());
+    for _ in 0..plan.connections.max(1) {
+        let (plan, counters, pacer, stop, sources) = (
+            plan.clone(),
+            counters.clone(),
+            pacer.clone(),
+            stop.clone(),
+            sources.clone(),
+        );
         loops.spawn(async move {
-            let mut next_source = plan.source_offset + index as usize;
             while Instant::now() < deadline && !*stop.borrow() {
                 pacer.lock().await.wait().await;
-                let source = pick_source(&plan.source_ips, &mut next_source);
                 counters.attempts.fetch_add(1, Ordering::Relaxed);
-                let mut stream = match connect(plan.target, source, plan.connect_timeout).await {
+                let mut stream = match sources.connect(plan.target, plan.connect_timeout).await {
                     Ok(stream) => stream,
                     Err(err) => {
                         counters.failures.count(&err);
@@ -315,26 +319,94 @@ async fn churn_once(
     Ok(())
 }
 
-fn pick_source(ips: &[IpAddr], next: &mut usize) -> Option<IpAddr> {
-    if ips.is_empty() {
-        return None;
-    }
-    let ip = ips[*next % ips.len()];
-    *next = next.wrapping_add(1);
-    Some(ip)
+/// Ports tried for one connection in a port slice before giving up on it:
+/// a port may be taken (another program, or a TIME_WAIT of an earlier run
+/// to the same server), the next one usually is not.
+const PORT_TRIES: u64 = 16;
+
+/// Where the shard's connections come from, in turn: its source addresses
+/// round-robin from its offset, and, with a port slice, each address
+/// through every port of the slice (connection k: address k mod A, port
+/// k / A mod P), so no two connections of the shard pick the same pair
+/// until all A x P are used.
+pub struct Sources {
+    ips: Vec<IpAddr>,
+    ports: Option<PortRange>,
+    /// The next position, shared by the shard's connecting tasks.
+    next: AtomicU64,
 }
 
-/// A non-blocking connect from `source` (port chosen at connect time, not
-/// at bind: IP_BIND_ADDRESS_NO_PORT, so binding does not reserve a port
-/// for every destination), bounded by `timeout`.
+/// One connection's source: an address (`None`: the kernel's choice) and
+/// a port (0: the kernel's choice, at connect time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+}
+
+impl Sources {
+    pub fn new(plan: &ShardPlan) -> Sources {
+        Sources {
+            ips: plan.source_ips.clone(),
+            ports: plan.source_ports.filter(|p| !p.is_empty()),
+            next: AtomicU64::new(plan.source_offset as u64),
+        }
+    }
+
+    /// The next source in turn.
+    pub fn next(&self) -> Source {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let addresses = self.ips.len().max(1) as u64;
+        Source {
+            ip: (!self.ips.is_empty()).then(|| self.ips[(k % addresses) as usize]),
+            port: self
+                .ports
+                .map_or(0, |p| p.first + ((k / addresses) % p.len()) as u16),
+        }
+    }
+
+    /// Connect to `target` from the next source; in a port slice, when
+    /// the port is taken (EADDRINUSE at bind, EADDRNOTAVAIL at connect:
+    /// that 4-tuple exists), from the next ones, up to [`PORT_TRIES`].
+    pub async fn connect(&self, target: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        let tries = if self.ports.is_some() { PORT_TRIES } else { 1 };
+        let mut result = Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL));
+        for _ in 0..tries {
+            result = connect(target, self.next(), timeout).await;
+            match &result {
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EADDRINUSE | libc::EADDRNOTAVAIL)
+                    ) => {}
+                _ => return result,
+            }
+        }
+        result
+    }
+}
+
+/// A non-blocking connect from `source`, bounded by `timeout`. Without a
+/// port the port is chosen at connect time, not at bind
+/// (IP_BIND_ADDRESS_NO_PORT, so binding does not reserve a port for every
+/// destination); with one it is bound explicitly, SO_REUSEADDR so that a
+/// port whose last connection lingers in TIME_WAIT can serve another
+/// destination (the kernel still refuses a 4-tuple in use: EADDRNOTAVAIL).
 pub async fn connect(
     target: SocketAddr,
-    source: Option<IpAddr>,
+    source: Source,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
-    if let Some(ip) = source {
+    if source.port != 0 {
+        let ip = source.ip.unwrap_or(match target {
+            SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        });
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::new(ip, source.port).into())?;
+    } else if let Some(ip) = source.ip {
         set_bind_address_no_port(&socket)?;
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
@@ -405,15 +477,55 @@ mod tests {
     use super::*;
     use crate::loadgen::protocol::{from_line, to_line};
 
+    fn plan(ips: &[&str], offset: usize, ports: Option<PortRange>) -> ShardPlan {
+        ShardPlan {
+            target: "127.0.0.1:7007".parse().unwrap(),
+            connections: 1,
+            rate: None,
+            message_bytes: 0,
+            interval: Duration::from_secs(1),
+            source_ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            source_offset: offset,
+            churn: None,
+            connect_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(1),
+            greeting: None,
+            source_ports: ports,
+        }
+    }
+
     #[test]
     fn sources_rotate() {
-        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()];
-        let mut next = 1;
-        let picked: Vec<_> = (0..3)
-            .map(|_| pick_source(&ips, &mut next).unwrap())
-            .collect();
-        assert_eq!(picked, [ips[1], ips[0], ips[1]]);
-        assert_eq!(pick_source(&[], &mut next), None);
+        let sources = Sources::new(&plan(&["127.0.0.1", "127.0.0.2"], 1, None));
+        let picked: Vec<_> = (0..3).map(|_| sources.next()).collect();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            picked.iter().map(|s| s.ip).collect::<Vec<_>>(),
+            [ip("127.0.0.2"), ip("127.0.0.1"), ip("127.0.0.2")]
+        );
+        assert!(picked.iter().all(|s| s.port == 0));
+        let none = Sources::new(&plan(&[], 0, None));
+        assert_eq!(none.next(), Source { ip: None, port: 0 });
+    }
+
+    #[test]
+    fn a_port_slice_gives_every_pair_once_before_reusing_one() {
+        let ports = PortRange {
+            first: 40_000,
+            last: 40_099,
+        };
+        let sources = Sources::new(&plan(&["10.9.0.1", "10.9.0.2", "10.9.0.3"], 0, Some(ports)));
+        let pairs: Vec<Source> = (0..300).map(|_| sources.next()).collect();
+        let distinct: std::collections::BTreeSet<_> =
+            pairs.iter().map(|s| (s.ip, s.port)).collect();
+        assert_eq!(distinct.len(), 300);
+        assert!(pairs.iter().all(|s| (40_000..=40_099).contains(&s.port)));
+        // The 301st wraps around to the first.
+        assert_eq!(sources.next(), pairs[0]);
+        // No address: the kernel's choice of address, ports in the slice.
+        let bare = Sources::new(&plan(&[], 0, Some(ports)));
+        let ports: Vec<u16> = (0..101).map(|_| bare.next().port).collect();
+        assert_eq!((ports[0], ports[99], ports[100]), (40_000, 40_099, 40_000));
     }
 
     #[tokio::test(start_paused = true)]
