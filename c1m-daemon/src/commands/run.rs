@@ -1,6 +1,7 @@
 //! `c1m-daemon run --pid <PID>`: attach, follow the target's sockets, print
 //! a line per interval and serve the latest report over HTTP, until Ctrl-C,
-//! `--duration`, or the target's exit.
+//! `--duration`, or the target's exit. Without `--pid`: the host overview
+//! (`top.rs`).
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -19,6 +20,9 @@ use crate::{
 };
 
 pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
+    if args.pids.is_empty() {
+        return super::top::serve(args);
+    }
     let targets = TargetProcess::resolve_all(&args.pids)?;
     let runtime = crate::runtime::current_thread()?;
     runtime.block_on(watch(args, targets))

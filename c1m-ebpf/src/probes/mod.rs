@@ -4,5 +4,6 @@
 mod accept_exit;
 mod feature_checks;
 mod inet_sock_set_state;
+mod overview;
 mod scans;
 mod task_newtask;
