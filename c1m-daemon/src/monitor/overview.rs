@@ -57,7 +57,7 @@ impl OverviewSource {
         let mut overview = build(&walk, netns, &info);
         let (rss_bytes, cpu_seconds) = own_usage();
         overview.daemon = OverviewDaemon {
-            refresh_ms: started.elapsed().as_secs_f64() * 1000.0,
+            refresh_ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
             cpu_seconds,
             rss_bytes,
         };
