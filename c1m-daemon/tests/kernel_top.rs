@@ -166,4 +166,51 @@ fn top_and_the_overview_api_count_each_process_exactly() {
     let (status, page) = http_get(&api, "/");
     assert_eq!(status, 200);
     assert!(page.contains("/assets/overview.js"), "{page}");
+
+    // Sockets no file holds, for real: the TIME_WAIT a server that closes
+    // first keeps goes to it (by its listening port); connections waiting
+    // in an accept queue go to the listener's process.
+    let (_echo_c, line_c) = spawn_echo_in(&[], &["--workers", "1", "--close-after-echo"]);
+    let c = echo_ready(&line_c);
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(c.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"x").unwrap();
+        let mut rest = Vec::new();
+        // The echo, then end of stream: the server closed first.
+        stream.read_to_end(&mut rest).expect("echo and close");
+        assert_eq!(rest, b"x");
+    }
+    let queue = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let queue_port = queue.local_addr().unwrap().port();
+    let _queued: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(queue.local_addr().unwrap()).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let overview = top_once();
+        let closer = row(&overview, c.pid).expect("a row for the closing echo");
+        let mine = row(&overview, me).expect("a row for this process");
+        let ok = closer["time_wait"] == 20
+            && closer["by_state"]["TIME_WAIT"] == 20
+            && closer["connections"] == 0
+            && mine["accept_queue"] == 5
+            && mine["listening"] == serde_json::json!([queue_port]);
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "want 20 TIME_WAIT for the closing echo and 5 queued here:\n{closer}\n{mine}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn top_once() -> Value {
+    let output = daemon().args(["top", "--once", "--json"]).output().unwrap();
+    assert!(output.status.success());
+    serde_json::from_slice(&output.stdout).unwrap()
 }
