@@ -12,7 +12,7 @@
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]`: fuzz the parsers.
-//! - `cargo xtask bench <overhead|scale|ramp|soak>`: benchmarks that print
+//! - `cargo xtask bench <overhead|scale|top|ramp|soak>`: benchmarks that print
 //!   numbers (`bench.rs`).
 
 mod bench;
@@ -59,8 +59,9 @@ enum Task {
     },
     /// Benchmarks that print numbers: `overhead` (churn rate with and
     /// without c1m), `scale` (sample time and daemon memory at N
-    /// connections), `ramp` (selftest to N), `soak` (N held for --minutes
-    /// with run sampling: RSS, sample gaps, drops).
+    /// connections), `top` (one refresh of the host overview at N
+    /// connections held by echo + load), `ramp` (selftest to N), `soak` (N
+    /// held for --minutes with run sampling: RSS, sample gaps, drops).
     Bench {
         #[arg(value_enum)]
         what: BenchKind,
@@ -113,6 +114,7 @@ enum Task {
 enum BenchKind {
     Overhead,
     Scale,
+    Top,
     Ramp,
     Soak,
 }
@@ -172,6 +174,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             match what {
                 BenchKind::Overhead => bench::overhead(&root, seconds),
                 BenchKind::Scale => bench::scale(&root, connections),
+                BenchKind::Top => bench::top(&root, connections),
                 BenchKind::Ramp => bench::ramp(&root, connections),
                 BenchKind::Soak => bench::soak(&root, connections, minutes),
             }
