@@ -32,7 +32,8 @@ function el(tag, attrs, ...children) {
 function renderHeadline(r) {
   const c = r.ceiling;
   const pids = r.target.pids.join(", ");
-  $("target").textContent = `target pid ${pids || "–"}${r.target.alive ? "" : " (exited)"}`;
+  const who = r.target.cgroup ? `cgroup ${r.target.cgroup}, pid` : "pid";
+  $("target").textContent = `target ${who} ${pids || "–"}${r.target.alive ? "" : " (exited)"}`;
   if (!c) return;
   $("verdict").textContent = c.verdict;
   // The soonest limit the recent growth runs out (none while nothing grows).
@@ -128,6 +129,16 @@ function describeScans(d) {
   return s.available ? s.how + walkNote(d) : `unavailable: ${s.reason}`;
 }
 
+// c1m's own kernel programs: "inet_sock_set_state_btf 1,234 runs x 310 ns".
+function describePrograms(d) {
+  const stats = d.program_stats;
+  if (!stats) return "–";
+  if (!stats.available) return `not counted: ${stats.reason}`;
+  const busy = (d.programs || []).filter((p) => p.runs > 0);
+  if (busy.length === 0) return "no runs yet";
+  return busy.map((p) => `${p.name} ${fmtCount(p.runs)} runs x ${Math.round(p.ns_per_run)} ns`).join(", ");
+}
+
 function renderHealth(r) {
   const d = r.daemon || {};
   const drops = Object.entries(r.drops || {});
@@ -139,6 +150,8 @@ function renderHealth(r) {
     ["lost events", lost === 0 ? "none" : drops.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(", ")],
     ["samples", d.samples != null ? `${d.samples} every ${d.interval_ms} ms` : "–"],
     ["own memory / CPU", d.rss_bytes != null ? `${fmtBytes(d.rss_bytes)} / ${d.cpu_seconds.toFixed(1)} s` : "–"],
+    ["kernel memory (maps)", d.bpf_memory_bytes != null ? fmtBytes(d.bpf_memory_bytes) : "–"],
+    ["kernel programs", describePrograms(d)],
   ];
   $("health").replaceChildren(...facts.map(([k, v]) => el("div", {}, el("b", {}, k), el("span", { class: k === "lost events" && lost ? "bad" : "" }, v))));
 }

@@ -33,7 +33,11 @@ pub const MAP_LISTENERS_FOUND: &str = "LISTENERS_FOUND";
 /// (source, destination) pairs the target dials out on, with its open
 /// connections on each, filled by the `iter/tcp` walk.
 pub const MAP_OUTBOUND_PAIRS: &str = "OUTBOUND_PAIRS";
-/// Most pairs the walk reports.
+/// (source, destination) -> the target's dialled connections that closed
+/// into TIME_WAIT on it since attach (cumulative, never cleared): the
+/// TIME_WAIT each pair holds for 60 s, which no walk can attribute.
+pub const MAP_DIALLED_CLOSES: &str = "DIALLED_CLOSES";
+/// Most pairs the walk reports (and `DIALLED_CLOSES` holds).
 pub const MAX_OUTBOUND_PAIRS: u32 = 4096;
 /// Most listening sockets of one target the walk reports.
 pub const MAX_TARGET_LISTENERS: u32 = 256;
@@ -47,6 +51,14 @@ pub const MAX_OWNED_SOCKS: u32 = 4 * 1024 * 1024;
 /// Most distinct listening ports of one target.
 pub const MAX_TARGET_LISTEN_PORTS: u32 = 1024;
 
+/// One entry: the [`crate::CgroupTarget`] (id 0: the target is named by
+/// pid only).
+pub const MAP_TARGET_CGROUP: &str = "TARGET_CGROUP";
+/// Thread id -> the cgroup id it moved into: processes moved into the
+/// target cgroup after attach, for the daemon to make targets (it removes
+/// the entries it handled).
+pub const MAP_CGROUP_JOINED: &str = "CGROUP_JOINED";
+
 /// Global holding [`crate::SockOffsets`], resolved from BTF at load time.
 pub const GLOBAL_SOCK_OFFSETS: &str = "SOCK_OFFSETS";
 
@@ -56,5 +68,6 @@ pub const PROG_SET_STATE_TRACEPOINT: &str = "inet_sock_set_state_tp";
 pub const PROG_NEW_TASK_TRACEPOINT: &str = "task_newtask_tp";
 pub const PROG_SOCK_SCAN: &str = "sock_scan";
 pub const PROG_FD_SCAN: &str = "fd_scan";
+pub const PROG_CGROUP_ATTACH_TRACEPOINT: &str = "cgroup_attach_task_tp";
 pub const PROG_ACCEPT_EXIT: &str = "sys_exit_accept_tp";
 pub const PROG_ACCEPT4_EXIT: &str = "sys_exit_accept4_tp";

@@ -150,6 +150,7 @@ mod pod {
     unsafe impl aya::Pod for super::ListenerSlot {}
     unsafe impl aya::Pod for super::FdCount {}
     unsafe impl aya::Pod for super::OutboundPair {}
+    unsafe impl aya::Pod for super::CgroupTarget {}
 }
 
 /// One listening socket of the target as the `iter/tcp` walk found it
@@ -199,3 +200,16 @@ pub struct OutboundPair {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<OutboundPair>() == 40);
+
+/// A cgroup (v2) whose every process is the target: its id (the cgroup
+/// directory's inode number, what `bpf_get_current_cgroup_id` returns) and
+/// its depth below the root (for `bpf_get_current_ancestor_cgroup_id`, so
+/// processes in its sub-cgroups count too). `id` 0: no cgroup target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupTarget {
+    pub id: u64,
+    pub level: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<CgroupTarget>() == 16);

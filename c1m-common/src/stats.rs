@@ -18,10 +18,13 @@ pub enum DropReason {
     /// `TARGET_TGIDS` was full: a child process of the target went
     /// unfollowed.
     TargetMapFull = 4,
+    /// `DIALLED_CLOSES` was full: a dialled connection's TIME_WAIT went
+    /// uncounted for its (source, destination) pair.
+    PairMapFull = 5,
 }
 
 /// Slots in the `STATS` array.
-pub const DROP_SLOTS: u32 = 5;
+pub const DROP_SLOTS: u32 = 6;
 
 impl DropReason {
     pub const ALL: [DropReason; DROP_SLOTS as usize] = [
@@ -30,6 +33,7 @@ impl DropReason {
         DropReason::ReadFailed,
         DropReason::UnknownTcpState,
         DropReason::TargetMapFull,
+        DropReason::PairMapFull,
     ];
 
     /// Stable snake_case name used in JSON and metrics.
@@ -40,6 +44,7 @@ impl DropReason {
             DropReason::ReadFailed => "read_failed",
             DropReason::UnknownTcpState => "unknown_tcp_state",
             DropReason::TargetMapFull => "target_map_full",
+            DropReason::PairMapFull => "pair_map_full",
         }
     }
 }

@@ -197,11 +197,35 @@ pub struct SelftestArgs {
     pub max_duration: std::time::Duration,
 }
 
+/// A cgroup or a container as the target, instead of (or besides) pids.
+#[derive(Debug, Args, Default)]
+pub struct CgroupArgs {
+    /// Watch every process of this cgroup v2, and of the cgroups below it,
+    /// including processes started or moved there later (matched by cgroup
+    /// id in the kernel): a directory of the cgroup2 mount, or a path as
+    /// /proc/PID/cgroup shows it, e.g. `/system.slice/nginx.service`. Its
+    /// memory.max, memory.high and pids.max join the ceiling.
+    #[arg(long, value_name = "PATH", conflicts_with = "container")]
+    pub cgroup: Option<String>,
+    /// Watch a container: its id (or the first 4+ hex digits of it), found
+    /// in /proc/*/cgroup for Docker, containerd/Kubernetes, CRI-O and
+    /// Podman, or its name, asked of docker, podman or crictl. Its cgroup
+    /// is the target as with --cgroup.
+    #[arg(long, value_name = "NAME|ID")]
+    pub container: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Process to report on; repeat for several. Children are included.
-    #[arg(long = "pid", value_name = "PID", required = true)]
+    #[arg(
+        long = "pid",
+        value_name = "PID",
+        required_unless_present_any = ["cgroup", "container"]
+    )]
     pub pids: Vec<u32>,
+    #[command(flatten)]
+    pub cgroup: CgroupArgs,
     /// How long to sample, e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -412,9 +436,12 @@ pub struct DoctorArgs {
 pub struct RunArgs {
     /// Process to watch (the server); repeat for several. A thread id is
     /// mapped to its process. Its child processes are watched too. Without
-    /// it: the host overview (as `top`) at / and /api/v1/overview.
+    /// a target (--pid, --cgroup, --container): the host overview (as
+    /// `top`) at / and /api/v1/overview.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
+    #[command(flatten)]
+    pub cgroup: CgroupArgs,
     /// Time between two printed samples, e.g. `1s`, `500ms`.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,

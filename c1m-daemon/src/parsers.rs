@@ -17,10 +17,11 @@ pub use crate::{
     loadgen::load::source_ips::parse_source_ips,
     system::{
         apps::{haproxy, memcached, mysql, nginx, postgresql, redis},
-        cgroup::{parse_cgroup_dirs, parse_limit},
+        cgroup::{parse_cgroup_dirs, parse_limit, parse_stat_field},
+        cgroup_target::{container_id_of, parse_v2_mount},
         meminfo::parse_meminfo,
         memory::parse_smaps_rollup,
-        netstat::parse_counters,
+        netstat::{parse_conntrack_stat, parse_counters},
         process::parse_stat,
         process_limits::parse_process_limits,
         slabinfo::parse_slabinfo,
@@ -60,11 +61,15 @@ pub fn parse_kernel_text(bytes: &[u8]) -> usize {
     let text = String::from_utf8_lossy(bytes);
     count(!parse_sockstat(&text).is_empty());
     count(parse_counters("/proc/net/netstat", &text).is_ok());
+    count(!parse_conntrack_stat(&text).is_empty());
     count(parse_slabinfo(&text).is_ok());
     count(parse_numbers::<3>(&text).is_some());
     count(parse_numbers::<1>(&text).is_some());
     count(!parse_cgroup_dirs(&text, "memory").is_empty());
     count(parse_limit(&text).is_some());
+    count(parse_stat_field(&text, "sock").is_some());
+    count(parse_v2_mount(&text).is_some());
+    count(text.split('/').any(|c| container_id_of(c).is_some()));
     accepted + parse_app_text(bytes)
 }
 

@@ -89,6 +89,32 @@ fn user_bytes_per_connection_match_what_the_server_allocates() {
         json["daemon"]["walk_ms"].as_u64().unwrap() < 200,
         "{json:#}"
     );
+    // c1m's own cost: the state probe ran for every transition of the
+    // thousand connections (both ends: at least two each), timed.
+    let daemon = &json["daemon"];
+    assert_eq!(daemon["program_stats"]["available"], true, "{daemon:#}");
+    let state_probe = daemon["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("inet_sock_set_state")
+        })
+        .unwrap_or_else(|| panic!("no state probe in {daemon:#}"));
+    assert!(state_probe["runs"].as_u64().unwrap() >= 2000, "{daemon:#}");
+    let ns = state_probe["ns_per_run"].as_f64().unwrap();
+    assert!(ns > 0.0 && ns < 100_000.0, "{daemon:#}");
+    eprintln!(
+        "state probe: {state_probe}; bpf memory {}",
+        daemon["bpf_memory_bytes"]
+    );
+    assert!(
+        daemon["bpf_memory_bytes"].as_u64().unwrap() > 0,
+        "{daemon:#}"
+    );
     drop(held);
 }
 

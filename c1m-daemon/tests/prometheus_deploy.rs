@@ -412,6 +412,26 @@ fn prometheus_scrapes_the_daemon_started_as_the_unit_starts_it() {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(!found.is_empty(), "Prometheus has no {name}");
     }
+    // The limit counters node_exporter leaves out, from the target's
+    // namespace: netstat always, conntrack's when its module is loaded.
+    let mut counters = vec!["c1m_netstat_listen_overflows_total"];
+    if std::path::Path::new("/proc/net/stat/nf_conntrack").exists() {
+        counters.extend([
+            "c1m_conntrack_insert_failed_total",
+            "c1m_conntrack_drop_total",
+            "c1m_conntrack_early_drop_total",
+        ]);
+    } else {
+        eprintln!("nf_conntrack is not loaded here: its counters are not checked");
+    }
+    for name in counters {
+        let found = query(
+            &prometheus_addr,
+            &format!(r#"{{__name__="{name}",job="c1m"}}"#),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!found.is_empty(), "Prometheus has no {name}");
+    }
 
     // The rules load and evaluate without error against the real series.
     poll(

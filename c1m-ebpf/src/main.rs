@@ -10,8 +10,10 @@
 
 mod maps;
 mod offsets;
+mod pairs;
 mod probes;
 mod sock_tracker;
+mod target_task;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -9,9 +9,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use c1m_common::{
-    DROP_SLOTS, DropReason, FdCount, ListenerSlot, MAX_OUTBOUND_PAIRS, MAX_OWNED_SOCKS,
-    MAX_TARGET_LISTEN_PORTS, MAX_TARGET_LISTENERS, MAX_TARGET_TGIDS, OutboundPair, OwnedSock,
-    SOCK_SCAN_SLOTS, SockScanSlot, TARGET_EVENT_SLOTS, TRANSITION_SLOTS, TargetEvent,
+    CgroupTarget, DROP_SLOTS, DropReason, FdCount, ListenerSlot, MAX_OUTBOUND_PAIRS,
+    MAX_OWNED_SOCKS, MAX_TARGET_LISTEN_PORTS, MAX_TARGET_LISTENERS, MAX_TARGET_TGIDS, OutboundPair,
+    OwnedSock, SOCK_SCAN_SLOTS, SockScanSlot, TARGET_EVENT_SLOTS, TRANSITION_SLOTS, TargetEvent,
 };
 
 /// tgid -> parent target tgid. Filled by the daemon, and by
@@ -55,6 +55,23 @@ pub static LISTENERS_FOUND: HashMap<u64, ListenerSlot> =
 #[map]
 pub static OUTBOUND_PAIRS: HashMap<OutboundPair, u64> =
     HashMap::with_max_entries(MAX_OUTBOUND_PAIRS, 0);
+
+/// (source, destination) -> the target's dialled connections that closed
+/// into TIME_WAIT on it since attach, filled by the state probe; never
+/// cleared (the daemon takes differences).
+#[map]
+pub static DIALLED_CLOSES: HashMap<OutboundPair, u64> =
+    HashMap::with_max_entries(MAX_OUTBOUND_PAIRS, 0);
+
+/// Slot 0: the cgroup whose processes are all targets (id 0: none). Set by
+/// the daemon.
+#[map]
+pub static TARGET_CGROUP: Array<CgroupTarget> = Array::with_max_entries(1, 0);
+
+/// Thread id -> cgroup id: tasks moved into the target cgroup after
+/// attach, filled by `cgroup_attach_task`; the daemon removes what it read.
+#[map]
+pub static CGROUP_JOINED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TARGET_TGIDS, 0);
 
 /// [`TargetEvent`] -> count, per CPU.
 #[map]

@@ -19,6 +19,7 @@
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
 };
 use c1m_common::{
@@ -29,10 +30,12 @@ use c1m_common::{
 
 use crate::{
     maps::{
-        OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_NETNS, TARGET_TGIDS, TRANSITIONS, count_drop,
+        DIALLED_CLOSES, OWNED_SOCKS, TARGET_LISTEN_PORTS, TARGET_NETNS, TRANSITIONS, count_drop,
         count_event,
     },
     offsets::kernel_offsets,
+    pairs::pair_of,
+    target_task::current_is_target,
 };
 
 /// One state change, decoded from whichever program observed it.
@@ -75,6 +78,7 @@ fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) 
             && (t.old_state == TCP_FIN_WAIT2 || t.old_state == TCP_CLOSING)
         {
             count_event(TargetEvent::DialledTimeWait);
+            note_dialled_close(ctx, t);
         }
         if origin == SockOrigin::Listener as u8 && t.old_state == TCP_LISTEN {
             change_listeners(ctx, t.local_port, false);
@@ -83,6 +87,33 @@ fn follow_owned<C: EbpfContext>(ctx: &C, t: &Transition, owned: *mut OwnedSock) 
     } else {
         // SAFETY: as above.
         unsafe { (*owned).state = t.new_state as u8 };
+    }
+}
+
+/// A dialled connection closing into TIME_WAIT: its port stays taken for
+/// 60 s, on its own (source, destination) pair. A call of its own (see
+/// `note_outbound` in the walks: inlined pair buffers upset the verifier).
+#[inline(never)]
+fn note_dialled_close<C: EbpfContext>(ctx: &C, t: &Transition) {
+    let Some(pair) = pair_of(t.sk, t.family) else {
+        return;
+    };
+    match DIALLED_CLOSES.get_ptr_mut(&pair) {
+        // Closes of one pair run on any CPU: atomic.
+        Some(count) => atomic_add(count, 1),
+        None => {
+            // Two CPUs may both insert the first close: one insert wins,
+            // the other adds to it.
+            if DIALLED_CLOSES
+                .insert(&pair, &1, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
+                match DIALLED_CLOSES.get_ptr_mut(&pair) {
+                    Some(count) => atomic_add(count, 1),
+                    None => count_drop(ctx, DropReason::PairMapFull),
+                }
+            }
+        }
     }
 }
 
@@ -183,13 +214,6 @@ fn adopt_if_target<C: EbpfContext>(ctx: &C, t: &Transition) {
         change_listeners(ctx, t.local_port, true);
     }
     count_transition(t.old_state, t.new_state);
-}
-
-#[inline(always)]
-fn current_is_target() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: the value is only tested for presence.
-    unsafe { TARGET_TGIDS.get(&tgid).is_some() }
 }
 
 #[inline(always)]

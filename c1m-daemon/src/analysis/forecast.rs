@@ -5,16 +5,18 @@
 //! [`FORECAST_WINDOW_SECONDS`] (least squares over the samples). Only a
 //! quantity that grows gets a forecast: flat or shrinking, none.
 
-use std::{collections::BTreeMap, net::IpAddr, net::SocketAddr};
+use std::collections::BTreeMap;
 
 use super::inputs::CeilingInputs;
 use crate::{
     human::{human_count, human_seconds},
     model::{
         ceiling::{Forecast, Limit},
+        ports::pairs_at,
         regression::fit_line,
         report::{TIME_WAIT_SECONDS, time_wait_entries},
         sample::Sample,
+        sock_census::Pair,
     },
 };
 
@@ -171,29 +173,22 @@ fn conntrack(samples: &[Sample], i: &CeilingInputs) -> Option<Forecast> {
     })
 }
 
-type Pair = (IpAddr, SocketAddr);
-
-/// Ports a pair holds at a sample: its open connections, plus its share of
-/// the dialled connections' TIME_WAIT (the walk does not tell their pair:
-/// spread evenly over the pairs in use). `None` when the sample has no
-/// walk.
+/// Ports each pair holds at a sample: (open, TIME_WAIT), as
+/// [`pairs_at`] counts them. `None` when the sample has no walk.
 fn ports_at(samples: &[Sample], index: usize) -> Option<BTreeMap<Pair, (u64, u64)>> {
-    let scan = samples[index].census.as_ref()?;
-    let pairs = scan.outbound.len().max(1) as u64;
-    let time_wait = in_last_minute(samples, index, dialled_time_wait) / pairs;
     Some(
-        scan.outbound
-            .iter()
-            .map(|p| ((p.source, p.destination), (p.open, time_wait)))
+        pairs_at(samples, index)?
+            .into_iter()
+            .map(|p| ((p.source, p.destination), (p.open, p.time_wait)))
             .collect(),
     )
 }
 
 /// Ephemeral ports, per (source, destination): a pair runs out when its
 /// open connections and the TIME_WAIT its closes leave fill its range. The
-/// TIME_WAIT part stops growing at close rate x 60 s, so a pair whose open
-/// connections do not grow runs out only when that steady state does not
-/// fit. The soonest pair is the forecast.
+/// TIME_WAIT part stops growing at the pair's close rate x 60 s, so a pair
+/// whose open connections do not grow runs out only when that steady state
+/// does not fit. The soonest pair is the forecast.
 fn ephemeral_ports(samples: &[Sample], i: &CeilingInputs) -> Option<Forecast> {
     let out = i.outbound.as_ref()?;
     let ports = out.ports_per_pair;
@@ -203,17 +198,17 @@ fn ephemeral_ports(samples: &[Sample], i: &CeilingInputs) -> Option<Forecast> {
         .map(|index| ports_at(samples, index))
         .collect();
     let now = by_sample.last()?.as_ref()?;
-    let first_at = samples[window.start].at_seconds;
-    let span = samples.last()?.at_seconds - first_at;
-    let pairs = now.len().max(1) as f64;
-    // Dialled closes per second over the window, each pair's share.
-    let closes_per_second = if span > 0.0 {
-        dialled_time_wait(samples.last()?).saturating_sub(dialled_time_wait(&samples[window.start]))
-            as f64
-            / span
-            / pairs
-    } else {
-        0.0
+    let first = &samples[window.start];
+    let last = samples.last()?;
+    let span = last.at_seconds - first.at_seconds;
+    // A pair's closes into TIME_WAIT per second over the window.
+    let closes_per_second = |pair: &Pair| {
+        let closes = |s: &Sample| s.dialled_closes.get(pair).copied().unwrap_or(0);
+        if span > 0.0 {
+            closes(last).saturating_sub(closes(first)) as f64 / span
+        } else {
+            0.0
+        }
     };
     now.iter()
         .filter_map(|(pair, &(open, time_wait))| {
@@ -224,7 +219,7 @@ fn ephemeral_ports(samples: &[Sample], i: &CeilingInputs) -> Option<Forecast> {
             })?;
             let open_grows =
                 pair_growth(samples, &by_sample, window.start, pair, |open, _| open).is_some();
-            let steady = open as f64 + closes_per_second * TIME_WAIT_SECONDS;
+            let steady = open as f64 + closes_per_second(pair) * TIME_WAIT_SECONDS;
             if !open_grows && steady < ports as f64 {
                 return None;
             }
@@ -300,6 +295,7 @@ mod tests {
             events: BTreeMap::new(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         }
     }
 
@@ -393,12 +389,16 @@ mod tests {
     fn dialling(at: f64, open: u64, closed: u64) -> Sample {
         let mut s = sample(at, open);
         let scan = s.census.as_mut().unwrap();
+        let source = "10.0.0.1".parse().unwrap();
+        let destination = "10.0.0.5:5432".parse().unwrap();
         scan.outbound = vec![PairUse {
-            source: "10.0.0.1".parse().unwrap(),
-            destination: "10.0.0.5:5432".parse().unwrap(),
+            source,
+            destination,
             open,
+            time_wait: 0,
         }];
         s.events.insert("dialled_time_wait", closed);
+        s.dialled_closes.insert((source, destination), closed);
         s
     }
 

@@ -55,6 +55,10 @@ pub struct CgroupMemory {
     pub source: String,
     pub limit_bytes: u64,
     pub usage_bytes: u64,
+    /// `sock` of the cgroup's memory.stat (v2 and v1 with
+    /// memory.kmem.tcp): the kernel's own count of its sockets' buffer
+    /// memory, a cross-check of c1m's.
+    pub sock_bytes: Option<u64>,
 }
 
 /// A table with a fixed size and its entries in use now (conntrack,
@@ -125,6 +129,9 @@ pub struct CeilingInputs {
     pub tw_overflows: u64,
     /// nf_conntrack_max and nf_conntrack_count, when conntrack is tracking.
     pub conntrack: Option<Capacity>,
+    /// Packets conntrack dropped for a full table (`drop` + `early_drop`
+    /// of /proc/net/stat/nf_conntrack) over the evidence window.
+    pub conntrack_drops: u64,
     pub somaxconn: Option<u64>,
     /// `ListenOverflows`/`ListenDrops` movement of the whole network
     /// namespace since attach: context only (any process moves it).

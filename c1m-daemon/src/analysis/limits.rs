@@ -382,6 +382,7 @@ fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
         source,
         limit_bytes: max,
         usage_bytes: usage,
+        sock_bytes,
     } = i.cgroup_memory.clone()?;
     let mut l = limit(LimitKind::Kernel, "cgroup_memory", source.clone());
     let per = i.kernel_bytes.unwrap_or(0.0) + i.user_bytes.unwrap_or(0.0);
@@ -393,7 +394,15 @@ fn cgroup_memory(i: &CeilingInputs) -> Option<Limit> {
         "the target's cgroup memory limit, {}",
         bytesize::ByteSize(max)
     );
-    l.remedy = format!("raise {source} (e.g. MemoryMax= in the systemd unit)");
+    if let Some(sock) = sock_bytes {
+        l.explanation.push_str(&format!(
+            "; its sockets' buffers use {} by the cgroup's memory.stat",
+            bytesize::ByteSize(sock)
+        ));
+    }
+    l.remedy = format!(
+        "raise {source} (e.g. MemoryMax=/MemoryHigh= in the systemd unit, --memory for a container)"
+    );
     Some(l)
 }
 
@@ -504,9 +513,10 @@ fn accept_backlog(i: &CeilingInputs) -> Limit {
 
 /// Ephemeral ports: every (source address, destination) pair the target
 /// dials on has its own range, `ports_per_pair`, so the dialled connections
-/// can grow to `pairs x ports_per_pair`: e.g. 2 pairs of 28,232 ports with
-/// 1,000 open allow 56,464 dialled connections. The fullest pair runs out
-/// first; its connections fail with EADDRNOTAVAIL.
+/// can grow to `pairs x ports_per_pair` less the ports its closes hold in
+/// TIME_WAIT for 60 s: e.g. 2 pairs of 28,232 ports with 1,000 open and
+/// 6,000 in TIME_WAIT allow 50,464 dialled connections. The fullest pair
+/// runs out first; its connections fail with EADDRNOTAVAIL.
 fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
     let out = i.outbound.as_ref()?;
     if out.pairs.is_empty() {
@@ -519,21 +529,29 @@ fn ephemeral_ports(i: &CeilingInputs) -> Option<Limit> {
     );
     let per = out.ports_per_pair;
     let open: u64 = out.pairs.iter().map(|p| p.open).sum();
+    let time_wait: u64 = out.pairs.iter().map(|p| p.time_wait).sum();
     let total = per * out.pairs.len() as u64;
     l.value = Some(total as f64);
-    l.used = Some(open as f64);
+    l.used = Some((open + time_wait) as f64);
     l.per_connection = Some(1.0);
-    // Only the dialled connections use ports: the allowance adds to them.
-    l.max_connections = Some(i.connections.saturating_sub(open) + total);
-    let fullest = out.pairs.iter().max_by_key(|p| p.open).expect("not empty");
-    l.exceeded = fullest.open >= per;
+    // Only the dialled connections use ports: the allowance adds to them,
+    // less the ports TIME_WAIT holds.
+    l.max_connections = Some(i.connections.saturating_sub(open) + total.saturating_sub(time_wait));
+    let fullest = out
+        .pairs
+        .iter()
+        .max_by_key(|p| p.ports())
+        .expect("not empty");
+    l.exceeded = fullest.ports() >= per;
     l.explanation = format!(
         "ephemeral ports for dialled connections: {per} per (source IP, destination) x {} pair(s) \
-         in use; the fullest, {} -> {}, holds {}",
+         in use; the fullest, {} -> {}, holds {} ({} open, {} in TIME_WAIT)",
         out.pairs.len(),
         fullest.source,
         fullest.destination,
-        fullest.open
+        fullest.ports(),
+        fullest.open,
+        fullest.time_wait
     );
     if l.exceeded {
         l.evidence.push(format!(
@@ -559,6 +577,13 @@ fn conntrack(i: &CeilingInputs) -> Option<Limit> {
     l.per_connection = Some(1.0);
     l.max_connections = allowed(i.connections, max as f64 - count as f64, 1.0);
     l.explanation = format!("connection tracking entries, nf_conntrack_max {max}");
+    l.exceeded = count >= max || i.conntrack_drops > 0;
+    if i.conntrack_drops > 0 {
+        l.evidence.push(format!(
+            "{} packets dropped for a full table in the last 10 s (nf_conntrack drop/early_drop)",
+            i.conntrack_drops
+        ));
+    }
     l.remedy = format!(
         "sysctl -w net.netfilter.nf_conntrack_max={}, or exempt this traffic (NOTRACK)",
         max * 2
@@ -993,6 +1018,7 @@ mod tests {
             source: source.parse().unwrap(),
             destination: "10.0.0.5:5432".parse().unwrap(),
             open,
+            time_wait: 0,
         };
         let mut i = base();
         i.outbound = Some(Outbound {
@@ -1004,7 +1030,7 @@ mod tests {
         assert_eq!(l.max_connections, Some(56464));
         assert!(
             l.explanation
-                .contains("127.0.0.2 -> 10.0.0.5:5432, holds 600")
+                .contains("127.0.0.2 -> 10.0.0.5:5432, holds 600 (600 open")
         );
         assert!(l.remedy.contains("source IPs"));
         assert!(!l.exceeded);
@@ -1013,6 +1039,20 @@ mod tests {
             pairs: vec![pair("127.0.0.2", 100)],
         });
         assert!(find(&analyze(&i), "ephemeral_ports").exceeded);
+        // A churn's TIME_WAIT takes ports too: 40 open + 60 closing.
+        i.outbound = Some(Outbound {
+            ports_per_pair: 100,
+            pairs: vec![PairUse {
+                time_wait: 60,
+                ..pair("127.0.0.2", 40)
+            }],
+        });
+        let l = find(&analyze(&i), "ephemeral_ports").clone();
+        assert!(l.exceeded);
+        assert!(
+            l.explanation
+                .contains("holds 100 (40 open, 60 in TIME_WAIT)")
+        );
     }
 
     #[test]
@@ -1054,10 +1094,26 @@ mod tests {
             source: "memory.max".into(),
             limit_bytes: 10_000_000,
             usage_bytes: 5_000_000,
+            sock_bytes: Some(65_536),
         });
         let c = analyze(&i);
         assert_eq!(find(&c, "conntrack").max_connections, Some(5000));
+        assert!(!find(&c, "conntrack").exceeded);
+        let mut full = i.clone();
+        full.conntrack_drops = 12;
+        let l = find(&analyze(&full), "conntrack").clone();
+        assert!(l.exceeded);
+        assert!(
+            l.evidence[0].starts_with("12 packets dropped"),
+            "{:?}",
+            l.evidence
+        );
         assert_eq!(find(&c, "cgroup_memory").max_connections, Some(2000));
+        assert!(
+            find(&c, "cgroup_memory")
+                .explanation
+                .contains("buffers use 64.0 KiB")
+        );
         assert_eq!(c.binding.unwrap().name, "cgroup_memory");
     }
 

@@ -272,6 +272,21 @@ const NETSTAT_METRICS: &[(&str, &str, &str)] = &[
         "netstat_tcp_reqq_full_do_cookies",
         "SYNs answered with syncookies because a SYN queue was full (target's namespace)",
     ),
+    (
+        "NfConntrack.insert_failed",
+        "conntrack_insert_failed",
+        "New connections whose conntrack entry could not be inserted (target's namespace)",
+    ),
+    (
+        "NfConntrack.drop",
+        "conntrack_drop",
+        "Packets dropped because the conntrack table was full (target's namespace)",
+    ),
+    (
+        "NfConntrack.early_drop",
+        "conntrack_early_drop",
+        "Conntrack entries evicted early to make room in a full table (target's namespace)",
+    ),
 ];
 
 fn register_netstat(registry: &mut Registry, r: &Report) {
@@ -308,6 +323,34 @@ fn register_daemon(registry: &mut Registry, d: &DaemonInfo) {
     cpu.inc_by(d.cpu_seconds);
     registry.register_with_unit("daemon_cpu", "c1m-daemon's CPU time", Unit::Seconds, cpu);
     counter(registry, "daemon_samples", "Samples taken", d.samples);
+    gauge(
+        registry,
+        "daemon_bpf_memory",
+        "Kernel memory c1m's BPF maps and programs pin (memlock)",
+        Some(Unit::Bytes),
+        d.bpf_memory_bytes as f64,
+    );
+    // One series per c1m program (a fixed set of a dozen names).
+    let runs = Family::<Labels, Counter>::default();
+    let run_time = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+    for p in &d.programs {
+        let labels = vec![("program", p.name.clone())];
+        runs.get_or_create(&labels).inc_by(p.runs);
+        run_time
+            .get_or_create(&labels)
+            .inc_by(p.run_ns as f64 / 1e9);
+    }
+    registry.register(
+        "daemon_program_runs",
+        "Runs of each of c1m's kernel programs (while run-time stats are on)",
+        runs,
+    );
+    registry.register_with_unit(
+        "daemon_program_run",
+        "Time spent in each of c1m's kernel programs",
+        Unit::Seconds,
+        run_time,
+    );
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, unit: Option<Unit>, value: f64) {

@@ -338,6 +338,9 @@ mod tests {
             ("TcpExt.TCPAbortOnMemory", 2),
             ("TcpExt.TCPReqQFullDrop", 4),
             ("TcpExt.TCPReqQFullDoCookies", 5),
+            ("NfConntrack.insert_failed", 6),
+            ("NfConntrack.drop", 8),
+            ("NfConntrack.early_drop", 10),
         ]
         .into();
         let (publish, latest) = watch::channel(Snapshot::default());
@@ -357,6 +360,9 @@ mod tests {
             "c1m_netstat_tcp_abort_on_memory_total 2",
             "c1m_netstat_tcp_reqq_full_drop_total 4",
             "c1m_netstat_tcp_reqq_full_do_cookies_total 5",
+            "c1m_conntrack_insert_failed_total 6",
+            "c1m_conntrack_drop_total 8",
+            "c1m_conntrack_early_drop_total 10",
         ] {
             assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
         }

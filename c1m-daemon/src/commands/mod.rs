@@ -6,6 +6,7 @@ mod doctor;
 pub mod ramp;
 mod report;
 mod run;
+mod target;
 mod top;
 
 use crate::{cli::Command, exit::Exit, loadgen};

@@ -12,12 +12,13 @@ use crate::{
         report::{Report, TimeWaitSource},
     },
     monitor::Sampler,
-    system::process::TargetProcess,
 };
 
+use super::target::resolve_target;
+
 pub fn report(args: &ReportArgs) -> anyhow::Result<Exit> {
-    let named = TargetProcess::resolve_all(&args.pids)?;
-    let mut sampler = Sampler::start(named, !args.no_children, None)?;
+    let (named, cgroup) = resolve_target(&args.pids, &args.cgroup)?;
+    let mut sampler = Sampler::start_on(named, cgroup, !args.no_children, None)?;
     eprintln!(
         "c1m: attached through {}; sampling pid {} for {:?} (connections opened from now on count)",
         sampler.attach_mode(),

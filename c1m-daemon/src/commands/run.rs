@@ -16,24 +16,30 @@ use crate::{
     model::{report::Report, transitions::TransitionCounts},
     monitor::Sampler,
     runtime::Shutdown,
-    system::process::TargetProcess,
+    system::{cgroup_target::CgroupSpec, process::TargetProcess},
 };
 
+use super::target::resolve_target;
+
 pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
-    if args.pids.is_empty() {
+    if args.pids.is_empty() && args.cgroup.cgroup.is_none() && args.cgroup.container.is_none() {
         return super::top::serve(args);
     }
-    let targets = TargetProcess::resolve_all(&args.pids)?;
+    let (named, cgroup) = resolve_target(&args.pids, &args.cgroup)?;
     let runtime = crate::runtime::current_thread()?;
-    runtime.block_on(watch(args, targets))
+    runtime.block_on(watch(args, named, cgroup))
 }
 
-async fn watch(args: &RunArgs, named: Vec<TargetProcess>) -> anyhow::Result<Exit> {
+async fn watch(
+    args: &RunArgs,
+    named: Vec<TargetProcess>,
+    cgroup: Option<CgroupSpec>,
+) -> anyhow::Result<Exit> {
     // Bind first: a busy port fails before anything is attached.
     let listener = api::bind(args.listen).await?;
     let access = api::access::Access::new(listener.local_addr()?, args.token.clone())?;
     let api_addr = listener.local_addr()?;
-    let mut sampler = Sampler::start(named, !args.no_children, args.attach)?;
+    let mut sampler = Sampler::start_on(named, cgroup, !args.no_children, args.attach)?;
     if let Some(logger) = sampler.take_kernel_logger() {
         forward_kernel_logs(logger);
     }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod features;
 pub mod overview;
 pub mod probes;
+pub mod self_cost;
 pub mod tracefs;
 pub mod walk_programs;
 pub mod walker;

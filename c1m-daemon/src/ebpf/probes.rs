@@ -2,7 +2,7 @@
 //! supports for each hook, telling them which process is the target, and
 //! reading their counters back.
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{collections::BTreeMap, fmt, os::fd::OwnedFd, time::Duration};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -10,21 +10,26 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
 };
 use c1m_common::{
-    DropReason, GLOBAL_SOCK_OFFSETS, MAP_STATS, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS,
-    MAP_TARGET_NETNS, MAP_TARGET_TGIDS, MAP_TRANSITIONS, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
-    PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF, PROG_SET_STATE_TRACEPOINT, SockOffsets,
-    TRANSITION_SLOTS, TargetEvent,
+    CgroupTarget, DropReason, GLOBAL_SOCK_OFFSETS, MAP_CGROUP_JOINED, MAP_DIALLED_CLOSES,
+    MAP_STATS, MAP_TARGET_CGROUP, MAP_TARGET_EVENTS, MAP_TARGET_LISTEN_PORTS, MAP_TARGET_NETNS,
+    MAP_TARGET_TGIDS, MAP_TRANSITIONS, OutboundPair, PROG_ACCEPT_EXIT, PROG_ACCEPT4_EXIT,
+    PROG_CGROUP_ATTACH_TRACEPOINT, PROG_NEW_TASK_TRACEPOINT, PROG_SET_STATE_TP_BTF,
+    PROG_SET_STATE_TRACEPOINT, SockOffsets, TRANSITION_SLOTS, TargetEvent,
 };
 use serde::Serialize;
 
 use super::{
     C1M_EBPF_OBJECT, btf_offsets,
     error::{ProbeError, error_chain, map_error, program_mut},
+    self_cost::{ProgramCost, enable_run_stats, program_costs, program_ids},
     tracefs,
-    walk_programs::WalkPrograms,
+    walk_programs::{WalkPrograms, pair_addresses},
     walker::{Walk, Walker},
 };
-use crate::{model::transitions::TransitionCounts, system::privileges::Privileges};
+use crate::{
+    model::{sock_census::Pair, transitions::TransitionCounts},
+    system::privileges::Privileges,
+};
 
 /// Reader of the kernel side's aya-log messages, into the `log` crate.
 pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
@@ -60,6 +65,10 @@ pub struct Probes {
     pub accept_errors: Result<&'static str, String>,
     maps: Maps,
     logger: Option<KernelLogger>,
+    /// Kernel ids of c1m's loaded programs, by name (for their run stats).
+    program_ids: Vec<(String, u32)>,
+    /// Held while c1m runs: the kernel counts program run time meanwhile.
+    run_stats: Result<OwnedFd, String>,
 }
 
 /// The maps userspace reads and writes, taken out of the object.
@@ -70,6 +79,9 @@ struct Maps {
     transitions: PerCpuArray<MapData, u64>,
     events: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, u64>,
+    dialled_closes: HashMap<MapData, OutboundPair, u64>,
+    target_cgroup: Array<MapData, CgroupTarget>,
+    cgroup_joined: HashMap<MapData, u32, u64>,
 }
 
 impl Maps {
@@ -87,6 +99,12 @@ impl Maps {
             transitions: PerCpuArray::try_from(take(MAP_TRANSITIONS)?)
                 .map_err(map_error(MAP_TRANSITIONS))?,
             stats: PerCpuArray::try_from(take(MAP_STATS)?).map_err(map_error(MAP_STATS))?,
+            dialled_closes: HashMap::try_from(take(MAP_DIALLED_CLOSES)?)
+                .map_err(map_error(MAP_DIALLED_CLOSES))?,
+            target_cgroup: Array::try_from(take(MAP_TARGET_CGROUP)?)
+                .map_err(map_error(MAP_TARGET_CGROUP))?,
+            cgroup_joined: HashMap::try_from(take(MAP_CGROUP_JOINED)?)
+                .map_err(map_error(MAP_CGROUP_JOINED))?,
         })
     }
 }
@@ -144,9 +162,23 @@ impl Probes {
         log::info!("attached {attach_mode}");
         let children = attach_children(&mut ebpf, follow_children);
         let accept_errors = attach_accept_errors(&mut ebpf);
+        // Only a cgroup target uses it (it returns at once otherwise); a
+        // kernel without it still follows forks and sockets in the cgroup.
+        if let Err(err) = attach_tracepoint(
+            &mut ebpf,
+            PROG_CGROUP_ATTACH_TRACEPOINT,
+            "cgroup",
+            "cgroup_attach_task",
+        ) {
+            log::warn!("processes moved into a target cgroup will not be seen at once: {err}");
+        }
         tracefs::unmount_if_ours();
         let maps = Maps::take(&mut ebpf)?;
-        let kernel = start_walker(ebpf)?;
+        let (kernel, program_ids) = start_walker(ebpf)?;
+        let run_stats = enable_run_stats();
+        if let Err(why) = &run_stats {
+            log::warn!("c1m's own programs' run time will not be shown: {why}");
+        }
         Ok(Probes {
             kernel,
             attach_mode,
@@ -154,7 +186,18 @@ impl Probes {
             accept_errors,
             maps,
             logger,
+            program_ids,
+            run_stats,
         })
+    }
+
+    /// Runs and run time of each of c1m's programs, when run-time stats are
+    /// on (else why not).
+    pub fn program_costs(&self) -> Result<Vec<ProgramCost>, String> {
+        match &self.run_stats {
+            Ok(_) => Ok(program_costs(&self.program_ids)),
+            Err(why) => Err(why.clone()),
+        }
     }
 
     /// Why walks are unavailable, if they are.
@@ -222,6 +265,34 @@ impl Probes {
             .map_err(map_error(MAP_TARGET_TGIDS))
     }
 
+    /// Every process in this cgroup (v2 id, depth below the root) or below
+    /// it is a target, from now on: the kernel programs match it.
+    pub fn set_target_cgroup(&mut self, id: u64, level: u32) -> Result<(), ProbeError> {
+        let target = CgroupTarget { id, level, _pad: 0 };
+        self.maps
+            .target_cgroup
+            .set(0, target, 0)
+            .map_err(map_error(MAP_TARGET_CGROUP))
+    }
+
+    /// Threads moved into the target cgroup since the last call (the
+    /// kernel side records them; they are forgotten once read).
+    pub fn take_cgroup_joined(&mut self) -> Result<Vec<u32>, ProbeError> {
+        let joined = self
+            .maps
+            .cgroup_joined
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_CGROUP_JOINED))?;
+        for tid in &joined {
+            match self.maps.cgroup_joined.remove(tid) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(map_error(MAP_CGROUP_JOINED)(source)),
+            }
+        }
+        Ok(joined)
+    }
+
     /// A port on which the target already listened before c1m attached, so
     /// connections accepted on it are the target's.
     pub fn add_listen_port(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
@@ -229,6 +300,17 @@ impl Probes {
             .listen_ports
             .insert(port as u32, listeners, 0)
             .map_err(map_error(MAP_TARGET_LISTEN_PORTS))
+    }
+
+    /// Like [`Probes::add_listen_port`], unless the port is known already
+    /// (a process joining the target with a listener another target
+    /// process shares).
+    pub fn add_listen_port_if_new(&mut self, port: u16, listeners: u64) -> Result<(), ProbeError> {
+        match self.maps.listen_ports.get(&(port as u32), 0) {
+            Ok(_) => Ok(()),
+            Err(MapError::KeyNotFound) => self.add_listen_port(port, listeners),
+            Err(source) => Err(map_error(MAP_TARGET_LISTEN_PORTS)(source)),
+        }
     }
 
     /// Accepted connections count only in this network namespace (by its
@@ -254,6 +336,17 @@ impl Probes {
                 Ok((event.name(), per_cpu.iter().sum()))
             })
             .collect()
+    }
+
+    /// The target's dialled connections that closed into TIME_WAIT since
+    /// attach, per (source, destination) pair.
+    pub fn read_dialled_closes(&self) -> Result<BTreeMap<Pair, u64>, ProbeError> {
+        self.maps
+            .dialled_closes
+            .iter()
+            .map(|entry| entry.map(|(pair, closes)| (pair_addresses(&pair), closes)))
+            .collect::<Result<_, _>>()
+            .map_err(map_error(MAP_DIALLED_CLOSES))
     }
 
     pub fn read_transitions(&self) -> Result<TransitionCounts, ProbeError> {
@@ -371,14 +464,18 @@ fn attach_accept_errors(ebpf: &mut Ebpf) -> Result<&'static str, String> {
 
 /// Hand the object to the walker thread when this kernel can walk sockets
 /// and fd tables; else keep it here, with the reason.
-fn start_walker(mut ebpf: Ebpf) -> Result<Kernel, ProbeError> {
-    Ok(match WalkPrograms::load(&mut ebpf)? {
+fn start_walker(mut ebpf: Ebpf) -> Result<(Kernel, Vec<(String, u32)>), ProbeError> {
+    let walk_programs = WalkPrograms::load(&mut ebpf)?;
+    // Every program is loaded now (the iterators just were).
+    let ids = program_ids(&ebpf);
+    let kernel = match walk_programs {
         Ok(programs) => Kernel::Walker(Walker::start(ebpf, programs)),
         Err(why) => {
             log::warn!("socket walks unavailable, counts will be estimated: {why}");
             Kernel::CannotWalk { _ebpf: ebpf, why }
         }
-    })
+    };
+    Ok((kernel, ids))
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf) -> Result<(), String> {

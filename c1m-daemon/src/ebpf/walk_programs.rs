@@ -22,7 +22,7 @@ use c1m_common::{
 };
 
 use super::error::{ProbeError, error_chain, map_error, program_mut};
-use crate::model::sock_census::{PairUse, SockCensus};
+use crate::model::sock_census::{Pair, PairUse, SockCensus};
 
 pub struct WalkPrograms {
     sock_scan: Array<MapData, SockScanSlot>,
@@ -100,13 +100,6 @@ impl WalkPrograms {
             .map_err(map_error(MAP_LISTENERS_FOUND))?;
         // A full map drops listeners silently on the kernel side: say so.
         census.listeners_truncated = census.listeners.len() >= MAX_TARGET_LISTENERS as usize;
-        census.outbound = self
-            .outbound_pairs
-            .iter()
-            .map(|entry| entry.map(|(pair, open)| outbound_use(&pair, open)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(map_error(MAP_OUTBOUND_PAIRS))?;
-        census.outbound_truncated = census.outbound.len() >= MAX_OUTBOUND_PAIRS as usize;
         Ok(census)
     }
 
@@ -137,10 +130,24 @@ impl WalkPrograms {
             listening_ports,
         })
     }
+
+    /// The target's open dialled connections per (source, destination),
+    /// once both walks ran: the socket walk counts those c1m saw open, the
+    /// fd walk adds those that predate it.
+    pub fn read_outbound(&mut self, census: &mut SockCensus) -> Result<(), ProbeError> {
+        census.outbound = self
+            .outbound_pairs
+            .iter()
+            .map(|entry| entry.map(|(pair, open)| outbound_use(&pair, open)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_error(MAP_OUTBOUND_PAIRS))?;
+        census.outbound_truncated = census.outbound.len() >= MAX_OUTBOUND_PAIRS as usize;
+        Ok(())
+    }
 }
 
 /// A kernel (source, destination) pair as addresses.
-fn outbound_use(pair: &OutboundPair, open: u64) -> PairUse {
+pub(super) fn pair_addresses(pair: &OutboundPair) -> Pair {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let ip = |bytes: &[u8; 16]| -> IpAddr {
         if pair.family == 10 {
@@ -149,10 +156,20 @@ fn outbound_use(pair: &OutboundPair, open: u64) -> PairUse {
             IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
         }
     };
+    (
+        ip(&pair.saddr),
+        SocketAddr::new(ip(&pair.daddr), pair.dport),
+    )
+}
+
+/// Open connections on a pair, as the walks counted them.
+fn outbound_use(pair: &OutboundPair, open: u64) -> PairUse {
+    let (source, destination) = pair_addresses(pair);
     PairUse {
-        source: ip(&pair.saddr),
-        destination: SocketAddr::new(ip(&pair.daddr), pair.dport),
+        source,
+        destination,
         open,
+        time_wait: 0,
     }
 }
 

@@ -48,10 +48,12 @@ impl Walker {
                 // Ends when the Walker (the sender) is gone.
                 while pending.recv().is_ok() {
                     let started = Instant::now();
-                    let walk = programs.walk_sockets(&mut ebpf).and_then(|sockets| {
+                    let walk = programs.walk_sockets(&mut ebpf).and_then(|mut sockets| {
+                        let fds = programs.walk_fds(&mut ebpf)?;
+                        programs.read_outbound(&mut sockets)?;
                         Ok(Walk {
                             sockets,
-                            fds: programs.walk_fds(&mut ebpf)?,
+                            fds,
                             started,
                             took: started.elapsed(),
                         })

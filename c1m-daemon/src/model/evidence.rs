@@ -238,6 +238,7 @@ mod tests {
             .into(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         }
     }
 

@@ -40,7 +40,9 @@ pub struct Report {
 
 /// The `/proc/net/netstat` counters the report carries, by `Prefix.Name`:
 /// accept queue overflows and drops, TIME_WAIT bucket overflows, TCP
-/// memory pressure and aborts, SYN queue drops and syncookies.
+/// memory pressure and aborts, SYN queue drops and syncookies; and, when
+/// conntrack is loaded, its insert failures and full-table drops
+/// (`/proc/net/stat/nf_conntrack`).
 pub const NETSTAT_COUNTERS: &[&str] = &[
     "TcpExt.ListenOverflows",
     "TcpExt.ListenDrops",
@@ -49,6 +51,9 @@ pub const NETSTAT_COUNTERS: &[&str] = &[
     "TcpExt.TCPAbortOnMemory",
     "TcpExt.TCPReqQFullDrop",
     "TcpExt.TCPReqQFullDoCookies",
+    "NfConntrack.insert_failed",
+    "NfConntrack.drop",
+    "NfConntrack.early_drop",
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +67,9 @@ pub struct TargetInfo {
     pub exited: Vec<ExitedProcess>,
     /// Its own memory now (Pss_Anon + Pss_Shmem over its processes).
     pub memory_bytes: u64,
+    /// The cgroup (v2 path, `/a/b`) whose processes are the target, when
+    /// watched with `--cgroup` or `--container`.
+    pub cgroup: Option<String>,
 }
 
 /// Where `connections` counts come from. The JSON words are the
@@ -160,6 +168,8 @@ pub struct Context<'a> {
     pub slabs: &'a BTreeMap<String, SlabCache>,
     pub uses_epoll: bool,
     pub max_tw_buckets: Option<u64>,
+    /// The target cgroup's path, when the target is one.
+    pub cgroup: Option<String>,
     pub drops: BTreeMap<&'static str, u64>,
 }
 
@@ -237,6 +247,7 @@ pub fn build_report(samples: &[Sample], ctx: Context<'_>) -> Report {
             alive: ctx.alive,
             exited: ctx.exited,
             memory_bytes: last.user_bytes,
+            cgroup: ctx.cgroup,
         },
         connections: Connections {
             current,
@@ -416,6 +427,7 @@ pub mod tests {
             slabs,
             uses_epoll: true,
             max_tw_buckets: Some(131072),
+            cgroup: None,
             drops: BTreeMap::new(),
         }
     }
@@ -441,6 +453,7 @@ pub mod tests {
             events: BTreeMap::new(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         }
     }
 
@@ -589,6 +602,7 @@ mod census_tests {
             events: BTreeMap::new(),
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         };
         let ctx = Context {
             pids: vec![1],
@@ -597,6 +611,7 @@ mod census_tests {
             slabs: &slabs,
             uses_epoll: false,
             max_tw_buckets: None,
+            cgroup: None,
             drops: BTreeMap::new(),
         };
         let report = build_report(&[sample], ctx);
@@ -642,6 +657,7 @@ mod census_tests {
             events,
             connection_fds: None,
             conntrack: None,
+            dialled_closes: BTreeMap::new(),
         };
         let slabs = BTreeMap::new();
         let ctx = || Context {
@@ -651,6 +667,7 @@ mod census_tests {
             slabs: &slabs,
             uses_epoll: false,
             max_tw_buckets: None,
+            cgroup: None,
             drops: BTreeMap::new(),
         };
         let report = build_report(&[sample(BTreeMap::new())], ctx());

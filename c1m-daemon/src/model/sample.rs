@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{sock_census::SockCensus, transitions::TransitionCounts};
+use super::{
+    sock_census::{Pair, SockCensus},
+    transitions::TransitionCounts,
+};
 
 /// The target's own evidence counters since c1m attached (cumulative; the
 /// evidence window takes differences), by `c1m_common::TargetEvent` name.
@@ -34,6 +37,9 @@ pub struct Sample {
     /// nf_conntrack_count in the target's network namespace, when conntrack
     /// tracks anything (for the time to exhaustion of its table).
     pub conntrack: Option<u64>,
+    /// The target's dialled connections that closed into TIME_WAIT since
+    /// attach, per (source, destination) pair (cumulative).
+    pub dialled_closes: BTreeMap<Pair, u64>,
 }
 
 impl Sample {

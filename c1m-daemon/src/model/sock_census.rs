@@ -17,19 +17,32 @@ pub struct SockCensus {
     pub listeners: Vec<ListenerSlot>,
     /// More listeners than the walk can report (the rest were left out).
     pub listeners_truncated: bool,
-    /// The target's dialled connections by (source, destination): each
-    /// pair draws on its own range of ephemeral ports.
+    /// The target's open dialled connections by (source, destination),
+    /// those that predate c1m included (the fd walk adds them): each pair
+    /// draws on its own range of ephemeral ports.
     pub outbound: Vec<PairUse>,
     pub outbound_truncated: bool,
 }
 
-/// Open connections the target dialled from one source address to one
-/// destination.
+/// A (source address, destination) pair the target dials on.
+pub type Pair = (std::net::IpAddr, std::net::SocketAddr);
+
+/// Ports the target holds on one (source address, destination) pair: its
+/// open dialled connections, and (once [`super::ports`] adds them) the
+/// TIME_WAIT its closes on the pair left in the last 60 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PairUse {
     pub source: std::net::IpAddr,
     pub destination: std::net::SocketAddr,
     pub open: u64,
+    pub time_wait: u64,
+}
+
+impl PairUse {
+    /// Ephemeral ports of the pair's range this use takes.
+    pub fn ports(&self) -> u64 {
+        self.open + self.time_wait
+    }
 }
 
 /// Buffer bytes held by the target's sockets, summed.

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::ebpf::self_cost::ProgramCost;
+
 /// What c1m itself is doing, shown next to the report so a reader knows
 /// how far to trust it.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +31,14 @@ pub struct DaemonInfo {
     /// The daemon's own resident memory and CPU time.
     pub rss_bytes: u64,
     pub cpu_seconds: f64,
+    /// Kernel memory c1m's BPF maps and programs pin (their memlock).
+    pub bpf_memory_bytes: u64,
+    /// Whether the kernel counts c1m's programs' run time (BPF_ENABLE_STATS
+    /// held while c1m runs), or why not.
+    pub program_stats: Availability,
+    /// Each of c1m's kernel programs: runs, run time, ns per run, busiest
+    /// first (empty without program stats).
+    pub programs: Vec<ProgramCost>,
 }
 
 /// Whether one of c1m's ways of seeing is in use here: how, or why not.

@@ -12,7 +12,7 @@ use crate::{
     model::{evidence::WindowEvidence, report::Report, sock_census::PairUse},
     system::{
         apps::AppLimits,
-        cgroup::{cgroup_dirs, parse_limit, parse_usage},
+        cgroup::{cgroup_dirs, parse_limit, parse_stat_field, parse_usage},
         meminfo::read_meminfo,
         memory::open_fds as count_open_fds,
         netstat::Counters,
@@ -41,9 +41,10 @@ pub struct GatherContext<'a> {
     pub evidence: &'a WindowEvidence,
     /// The caps its server sets itself.
     pub app: &'a AppLimits,
-    /// Its dialled connections by (source, destination), from the last
-    /// walk (`None` without one).
-    pub outbound_pairs: Option<&'a [PairUse]>,
+    /// The ports its dialled connections hold by (source, destination):
+    /// open ones from the last walk, TIME_WAIT from the last minute's
+    /// closes (`None` without a walk).
+    pub outbound_pairs: Option<Vec<PairUse>>,
     /// 1 for the target alone; 2 when both ends are on this box.
     pub files_per_connection: f64,
 }
@@ -71,9 +72,9 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
     let file_nr = read_sysctl_numbers::<3>("fs.file-nr").ok();
     // A target that dials out spends ephemeral ports, per (source,
     // destination) pair in use, as the walk found them.
-    let outbound = ctx.outbound_pairs.map(|pairs| Outbound {
+    let outbound = ctx.outbound_pairs.as_ref().map(|pairs| Outbound {
         ports_per_pair: ephemeral_ports(),
-        pairs: pairs.to_vec(),
+        pairs: pairs.clone(),
     });
     CeilingInputs {
         connections,
@@ -121,6 +122,8 @@ pub fn gather(ctx: &GatherContext<'_>) -> CeilingInputs {
         tw_entered: report.time_wait.entered_total,
         tw_overflows: moved_in_window("TcpExt.TCPTimeWaitOverflow"),
         conntrack: conntrack(),
+        conntrack_drops: moved_in_window("NfConntrack.drop")
+            + moved_in_window("NfConntrack.early_drop"),
         somaxconn: read_sysctl_u64("net.core.somaxconn").ok(),
         // ListenDrops counts every ListenOverflows again (and other drops):
         // the larger is the number of connections dropped.
@@ -174,26 +177,40 @@ fn process_limits(pid: u32, open_fds: Option<u64>) -> Option<ProcessLimits> {
 /// The memory limit of the cgroup `pid` is in: (file, limit, usage), when
 /// one is set (v2 `memory.max`, or v1 `memory.limit_in_bytes`).
 fn cgroup_memory(pid: u32) -> Option<CgroupMemory> {
+    let read_limit = |file: &str| {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| parse_limit(&text))
+    };
     for (dir, v2) in cgroup_dirs(pid, "memory") {
-        let (limit_file, usage_file) = if v2 {
-            (format!("{dir}/memory.max"), format!("{dir}/memory.current"))
+        let (limit_files, usage_file) = if v2 {
+            // memory.high throttles and reclaims before memory.max kills:
+            // whichever is lower is where the connections stop growing.
+            (
+                vec![format!("{dir}/memory.high"), format!("{dir}/memory.max")],
+                format!("{dir}/memory.current"),
+            )
         } else {
             (
-                format!("{dir}/memory.limit_in_bytes"),
+                vec![format!("{dir}/memory.limit_in_bytes")],
                 format!("{dir}/memory.usage_in_bytes"),
             )
         };
-        let Some(limit) = std::fs::read_to_string(&limit_file)
-            .ok()
-            .and_then(|text| parse_limit(&text))
+        let Some((source, limit)) = limit_files
+            .into_iter()
+            .filter_map(|file| read_limit(&file).map(|limit| (file, limit)))
+            .min_by_key(|(_, limit)| *limit)
         else {
             continue;
         };
         let usage = parse_usage(std::fs::read_to_string(&usage_file).ok());
         return Some(CgroupMemory {
-            source: limit_file,
+            source,
             limit_bytes: limit,
             usage_bytes: usage,
+            sock_bytes: std::fs::read_to_string(format!("{dir}/memory.stat"))
+                .ok()
+                .and_then(|stat| parse_stat_field(&stat, "sock")),
         });
     }
     None

@@ -19,14 +19,17 @@ use crate::{
     ebpf::{
         error::ProbeError,
         probes::{AttachMode, KernelLogger, Probes, WalkState, ensure_privileges},
+        self_cost::bpf_memory_bytes,
     },
     model::{
         evidence::{EVIDENCE_WINDOW, window_evidence},
+        ports::pairs_at,
         report::{Context, NETSTAT_COUNTERS, Report, build_report},
         sample::Sample,
     },
     system::{
         apps::{AppLimits, read_app_limits, server_processes},
+        cgroup_target::{CgroupSpec, processes_in},
         memory::{open_fds, pss_bytes, thread_count, uses_epoll},
         netns::{enter_netns_of, netns_inode},
         netstat::{Counters, read_netstat},
@@ -90,21 +93,42 @@ impl Sampler {
         follow_children: bool,
         attach: Option<AttachMode>,
     ) -> anyhow::Result<Sampler> {
+        Sampler::start_on(named, None, follow_children, attach)
+    }
+
+    /// [`Sampler::start`] with a cgroup target: every process in `cgroup`
+    /// (and below) is the target besides the `named` ones.
+    pub fn start_on(
+        mut named: Vec<TargetProcess>,
+        cgroup: Option<CgroupSpec>,
+        follow_children: bool,
+        attach: Option<AttachMode>,
+    ) -> anyhow::Result<Sampler> {
         ensure_privileges()?;
+        // A cgroup's processes share its network namespace in practice
+        // (a container): the first one now gives it.
+        let first_in_cgroup = cgroup
+            .as_ref()
+            .and_then(|c| processes_in(c).into_iter().next())
+            .and_then(|pid| TargetProcess::resolve(pid).ok());
+        let netns_of = named.first().cloned().or(first_in_cgroup);
         // Measure a containerised target in its own network namespace (the
         // socket walk covers the namespace of the thread that reads it).
         // Entered before attaching, so the walker thread the probes start
         // is in it too (a thread starts in its creator's namespaces).
-        if let Some(first) = named.first()
+        if let Some(first) = &netns_of
             && enter_netns_of(first.tgid)?
         {
             log::info!("entered the network namespace of pid {}", first.tgid);
         }
+        // Forks in a cgroup are its processes whatever --no-children says.
+        let follow_children = follow_children || cgroup.is_some();
         let mut probes = Probes::attach(attach, follow_children)?;
-        if let Some(inode) = named.first().and_then(|first| netns_inode(first.tgid)) {
+        if let Some(inode) = netns_of.as_ref().and_then(|first| netns_inode(first.tgid)) {
             probes.set_target_netns(inode)?;
         }
-        let targets = TargetSet::start(named, follow_children, &mut probes)?;
+        named.dedup_by_key(|p| p.tgid);
+        let targets = TargetSet::start(named, cgroup, follow_children, &mut probes)?;
         let uses_epoll = targets.pids().into_iter().any(uses_epoll);
         let mut sampler = Sampler {
             probes,
@@ -220,6 +244,7 @@ impl Sampler {
             conntrack: read_sysctl_u64("net.netfilter.nf_conntrack_count")
                 .ok()
                 .filter(|n| *n > 0),
+            dialled_closes: self.probes.read_dialled_closes()?,
         };
         log::debug!(
             "sample at {:.2}s: {} connections, {} fds, {} bytes PSS",
@@ -269,6 +294,7 @@ impl Sampler {
                 slabs: &slabs,
                 uses_epoll: self.uses_epoll,
                 max_tw_buckets: read_sysctl_u64("net.ipv4.tcp_max_tw_buckets").ok(),
+                cgroup: self.targets.cgroup().map(|c| c.name.clone()),
                 drops: {
                     let mut drops = self.probes.read_drops()?;
                     drops.extend(self.losses.iter().map(|(k, v)| (*k, *v)));
@@ -316,9 +342,9 @@ impl Sampler {
             files_per_connection: self.files_per_connection,
             outbound_pairs: self
                 .samples
-                .back()
-                .and_then(|s| s.census.as_ref())
-                .map(|scan| scan.outbound.as_slice()),
+                .len()
+                .checked_sub(1)
+                .and_then(|last| pairs_at(self.samples.make_contiguous(), last)),
         })
     }
 
@@ -401,6 +427,7 @@ impl Sampler {
     /// c1m's own state, for the API's `daemon` section.
     pub fn daemon_info(&self, interval: Duration, samples: u64) -> DaemonInfo {
         let (rss_bytes, cpu_seconds) = own_usage();
+        let programs = self.probes.program_costs();
         DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             attach_mode: self.probes.attach_mode.to_string(),
@@ -418,6 +445,12 @@ impl Sampler {
                 .map(|(at, _)| at.elapsed().as_millis() as u64),
             rss_bytes,
             cpu_seconds,
+            bpf_memory_bytes: bpf_memory_bytes(),
+            program_stats: match &programs {
+                Ok(_) => Availability::yes("BPF_ENABLE_STATS (held while c1m runs)"),
+                Err(why) => Availability::no(why.clone()),
+            },
+            programs: programs.unwrap_or_default(),
         }
     }
 

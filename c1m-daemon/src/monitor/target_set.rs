@@ -1,13 +1,18 @@
 //! Which processes make up the target: the pids the user named, plus their
 //! child processes (existing ones found at start, new ones added by the
-//! kernel side as they are forked), minus those that exited.
+//! kernel side as they are forked), minus those that exited; or every
+//! process of a cgroup, those the kernel side sees fork, open a socket or
+//! move into it later included.
 
 use std::collections::BTreeMap;
 
 use crate::{
     ebpf::{error::ProbeError, probes::Probes},
     model::report::ExitedProcess,
-    system::process::{TargetError, TargetProcess, descendants},
+    system::{
+        cgroup_target::{CgroupSpec, exists, processes_in},
+        process::{TargetError, TargetProcess, descendants},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,8 @@ pub struct TargetSet {
     /// Target processes that exited while watched, oldest first (a pid
     /// reused later is a different process and never a target).
     exited: Vec<ExitedProcess>,
+    /// The cgroup whose processes are all targets, if the target is one.
+    cgroup: Option<CgroupSpec>,
 }
 
 /// At most this many exited processes are remembered: a server forking a
@@ -37,10 +44,21 @@ impl TargetSet {
     /// current descendants with the probes, and seed the listening ports
     /// they already have, so connections accepted on them are attributed.
     pub fn start(
-        named: Vec<TargetProcess>,
+        mut named: Vec<TargetProcess>,
+        cgroup: Option<CgroupSpec>,
         follow_children: bool,
         probes: &mut Probes,
     ) -> Result<TargetSet, TargetSetError> {
+        if let Some(cgroup) = &cgroup {
+            // The kernel side matches the cgroup from now on; the processes
+            // already in it are registered like named ones.
+            probes.set_target_cgroup(cgroup.id, cgroup.level)?;
+            named.extend(
+                processes_in(cgroup)
+                    .into_iter()
+                    .filter_map(|pid| TargetProcess::resolve(pid).ok()),
+            );
+        }
         let mut processes = BTreeMap::new();
         for target in &named {
             probes.add_target(target.tgid, target.tgid)?;
@@ -66,6 +84,7 @@ impl TargetSet {
                 processes,
                 named,
                 exited: Vec::new(),
+                cgroup,
             });
         }
         for process in processes.values() {
@@ -84,6 +103,7 @@ impl TargetSet {
             processes,
             named,
             exited: Vec::new(),
+            cgroup,
         })
     }
 
@@ -91,6 +111,9 @@ impl TargetSet {
     /// exited (and remove them from the kernel's map, so a reused pid is not
     /// taken for the target).
     pub fn refresh(&mut self, probes: &mut Probes) -> Result<(), TargetSetError> {
+        if self.cgroup.is_some() {
+            self.join_moved_processes(probes)?;
+        }
         for (tgid, _parent) in probes.target_tgids()? {
             if self.processes.contains_key(&tgid) {
                 continue;
@@ -125,6 +148,33 @@ impl TargetSet {
         Ok(())
     }
 
+    /// Processes moved into the target cgroup (the kernel side saw their
+    /// threads move) become targets, with the listeners they brought: a
+    /// server moved in may only ever accept on them.
+    fn join_moved_processes(&mut self, probes: &mut Probes) -> Result<(), TargetSetError> {
+        for tid in probes.take_cgroup_joined()? {
+            let Ok(process) = TargetProcess::resolve(tid) else {
+                continue;
+            };
+            if self.processes.contains_key(&process.tgid) {
+                continue;
+            }
+            probes.add_target(process.tgid, process.tgid)?;
+            if let Ok(ports) = process.listening_ports() {
+                for (port, listeners) in ports {
+                    probes.add_listen_port_if_new(port, listeners)?;
+                }
+            }
+            log::info!(
+                "process {} ({}) moved into the target cgroup",
+                process.tgid,
+                process.comm
+            );
+            self.processes.insert(process.tgid, process);
+        }
+        Ok(())
+    }
+
     /// Live target processes.
     pub fn pids(&self) -> Vec<u32> {
         self.processes.keys().copied().collect()
@@ -135,12 +185,26 @@ impl TargetSet {
         &self.exited
     }
 
+    /// Whether the target is still there: a process of it runs, or its
+    /// cgroup exists (an empty cgroup may get processes later).
     pub fn any_alive(&self) -> bool {
-        !self.processes.is_empty()
+        !self.processes.is_empty() || self.cgroup.as_ref().is_some_and(exists)
+    }
+
+    /// The target cgroup, if the target is one.
+    pub fn cgroup(&self) -> Option<&CgroupSpec> {
+        self.cgroup.as_ref()
     }
 
     /// `1234 (nginx), 1300 (nginx)` for messages.
     pub fn describe_named(&self) -> String {
+        if let Some(cgroup) = &self.cgroup {
+            return format!(
+                "cgroup {} ({} processes now)",
+                cgroup.name,
+                self.processes.len()
+            );
+        }
         self.named
             .iter()
             .map(|t| format!("{} ({})", t.tgid, t.comm))

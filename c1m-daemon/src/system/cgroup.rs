@@ -57,9 +57,26 @@ pub fn parse_usage(text: Option<String>) -> u64 {
     text.and_then(|t| t.trim().parse().ok()).unwrap_or(0)
 }
 
+/// One field of a `memory.stat` file (`sock 12288` lines), `None` when
+/// absent or not a number.
+pub fn parse_stat_field(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == field).then(|| value.trim().parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_one_memory_stat_field() {
+        let stat = "anon 4096\nfile 0\nsock 12288\nshmem x\n";
+        assert_eq!(parse_stat_field(stat, "sock"), Some(12288));
+        assert_eq!(parse_stat_field(stat, "shmem"), None);
+        assert_eq!(parse_stat_field(stat, "kernel"), None);
+    }
 
     #[test]
     fn finds_this_process_cgroup_directories() {

@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod cgroup;
+pub mod cgroup_target;
 pub mod key_value;
 pub mod limits;
 pub mod meminfo;

@@ -23,7 +23,43 @@ pub fn read_netstat() -> Result<Counters, NetstatError> {
     let mut counters = read_counters("/proc/net/netstat")?;
     // /proc/net/snmp has the same layout (Tcp.CurrEstab, Tcp.ActiveOpens...).
     counters.extend(read_counters("/proc/net/snmp")?);
+    // Only with nf_conntrack loaded; no file, no counters.
+    if let Ok(text) = std::fs::read_to_string("/proc/net/stat/nf_conntrack") {
+        counters.extend(parse_conntrack_stat(&text));
+    }
     Ok(counters)
+}
+
+/// `/proc/net/stat/nf_conntrack`: a header of names, then one line of hex
+/// per CPU, summed into `NfConntrack.<name>` (`insert_failed`: a new
+/// connection lost a race for its entry; `drop` / `early_drop`: the table
+/// was full). `entries` is the table's total repeated on every line, so it
+/// is taken once, not summed. Lines that do not fit the header are skipped.
+pub fn parse_conntrack_stat(text: &str) -> Counters {
+    let mut lines = text.lines();
+    let Some(header) = lines.next() else {
+        return Counters::new();
+    };
+    let names: Vec<&str> = header.split_whitespace().collect();
+    let mut counters = Counters::new();
+    for line in lines {
+        let values: Option<Vec<u64>> = line
+            .split_whitespace()
+            .map(|v| u64::from_str_radix(v, 16).ok())
+            .collect();
+        let Some(values) = values.filter(|v| v.len() == names.len()) else {
+            continue;
+        };
+        for (name, value) in names.iter().zip(values) {
+            let total = counters.entry(format!("NfConntrack.{name}")).or_insert(0);
+            *total = if *name == "entries" {
+                value
+            } else {
+                total.saturating_add(value)
+            };
+        }
+    }
+    counters
 }
 
 fn read_counters(path: &'static str) -> Result<Counters, NetstatError> {
@@ -66,6 +102,20 @@ pub fn parse_counters(path: &'static str, text: &str) -> Result<Counters, Netsta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conntrack_stat_sums_the_cpus_but_not_the_entries() {
+        let text = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop\n\
+                    0000000a  00000000 00000001 00000000 00000000 00000000 00000000 00000000 00000005 00000002 00000010 00000001\n\
+                    0000000a  00000000 00000001 00000000 00000000 00000000 00000000 00000000 00000005 00000001 00000000 00000000\n\
+                    garbage line\n";
+        let c = parse_conntrack_stat(text);
+        assert_eq!(c["NfConntrack.entries"], 10);
+        assert_eq!(c["NfConntrack.insert_failed"], 3);
+        assert_eq!(c["NfConntrack.drop"], 16);
+        assert_eq!(c["NfConntrack.early_drop"], 1);
+        assert!(parse_conntrack_stat("").is_empty());
+    }
 
     #[test]
     fn pairs_names_with_values() {

@@ -304,6 +304,11 @@ pub fn spawn_run(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader) {
 
 /// Like [`spawn_run`], also returning the API's address.
 pub fn spawn_run_with_api(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader, String) {
+    spawn_run_on(&["--pid", &pid.to_string()], extra)
+}
+
+/// [`spawn_run_with_api`] on any target (`--pid P`, `--cgroup PATH`, ...).
+pub fn spawn_run_on(target: &[&str], extra: &[&str]) -> (ChildGuard, LineReader, String) {
     let mut child = daemon()
         .args([
             "run",
@@ -312,9 +317,8 @@ pub fn spawn_run_with_api(pid: u32, extra: &[&str]) -> (ChildGuard, LineReader, 
             "127.0.0.1:0",
             "--interval",
             "200ms",
-            "--pid",
-            &pid.to_string(),
         ])
+        .args(target)
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()

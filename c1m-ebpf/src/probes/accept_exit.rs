@@ -14,17 +14,16 @@
 //! handshake, a busy server's queue made refusals look like service).
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    },
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use c1m_common::TargetEvent;
 
 use crate::{
-    maps::{OWNED_SOCKS, TARGET_TGIDS, count_event},
+    maps::{OWNED_SOCKS, count_event},
     offsets::kernel_offsets,
+    target_task::current_is_target,
 };
 
 const RET: usize = 16;
@@ -53,7 +52,7 @@ fn on_accept_exit(ctx: &TracePointContext) {
         return;
     };
     if ret >= 0 {
-        if is_target() {
+        if current_is_target() {
             stamp_accepted(ret as u64);
         }
         return;
@@ -64,16 +63,9 @@ fn on_accept_exit(ctx: &TracePointContext) {
         ENOMEM | ENOBUFS => TargetEvent::AcceptEnomem,
         _ => return,
     };
-    if is_target() {
+    if current_is_target() {
         count_event(event);
     }
-}
-
-#[inline(always)]
-fn is_target() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: the value is only tested for presence.
-    unsafe { TARGET_TGIDS.get(&tgid) }.is_some()
 }
 
 /// Find the socket behind the fd accept() returned

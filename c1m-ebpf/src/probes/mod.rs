@@ -2,6 +2,7 @@
 //! hook's arguments and hands a plain value to the shared logic.
 
 mod accept_exit;
+mod cgroup_attach_task;
 mod feature_checks;
 mod inet_sock_set_state;
 mod overview;

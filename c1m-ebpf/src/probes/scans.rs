@@ -9,8 +9,8 @@
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file};
 use c1m_common::{
-    FdCount, ListenerSlot, OutboundPair, ScanKind, SockOrigin, TCP_LISTEN, TCP_NEW_SYN_RECV,
-    TCP_TIME_WAIT, sock_scan_index,
+    FdCount, ListenerSlot, ScanKind, SockOrigin, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT,
+    sock_scan_index,
 };
 
 use crate::{
@@ -19,6 +19,7 @@ use crate::{
         TARGET_TGIDS,
     },
     offsets::kernel_offsets,
+    pairs::pair_of,
     sock_tracker::target_listens_on,
 };
 
@@ -168,27 +169,9 @@ fn note_listener_queue(sk: u64, port: u16, family: u16) {
 /// made LLVM spill a register the verifier sees as uninitialised.
 #[inline(never)]
 fn note_outbound(sk: u64, family: u16) {
-    let offsets = kernel_offsets();
-    if offsets.skc_dport == 0 {
+    let Some(pair) = pair_of(sk, family) else {
         return;
-    }
-    let mut pair = OutboundPair {
-        family,
-        ..OutboundPair::default()
     };
-    // SAFETY: reads of `sock_common` fields; failures leave zeros.
-    unsafe {
-        pair.dport = u16::from_be(read_kernel::<u16>(sk, offsets.skc_dport).unwrap_or(0));
-        if family == AF_INET6 {
-            pair.saddr = read_kernel::<[u8; 16]>(sk, offsets.skc_v6_rcv_saddr).unwrap_or([0; 16]);
-            pair.daddr = read_kernel::<[u8; 16]>(sk, offsets.skc_v6_daddr).unwrap_or([0; 16]);
-        } else {
-            let saddr = read_kernel::<[u8; 4]>(sk, offsets.skc_rcv_saddr).unwrap_or([0; 4]);
-            let daddr = read_kernel::<[u8; 4]>(sk, offsets.skc_daddr).unwrap_or([0; 4]);
-            pair.saddr[..4].copy_from_slice(&saddr);
-            pair.daddr[..4].copy_from_slice(&daddr);
-        }
-    }
     match OUTBOUND_PAIRS.get_ptr_mut(&pair) {
         // SAFETY: map value pointer; one call at a time (see scan_sock).
         Some(count) => unsafe { *count += 1 },
@@ -213,7 +196,8 @@ pub fn fd_scan(ctx: *const u64) -> i32 {
 }
 
 /// A target's file that is a TCP socket: a listener counts its port, a
-/// connection counts for its process.
+/// connection counts for its process (and, if dialled before c1m attached,
+/// for its (source, destination) pair).
 #[inline(always)]
 fn note_tcp_socket(tgid: u32, file: u64) {
     if file == 0 {
@@ -250,9 +234,23 @@ fn note_tcp_socket(tgid: u32, file: u64) {
         // SAFETY: as above.
         let tcp = offsets.sk_protocol != 0
             && unsafe { read_kernel::<u16>(sk, offsets.sk_protocol) } == Some(IPPROTO_TCP);
-        if tcp && let Some(count) = FD_COUNTS.get_ptr_mut(&tgid) {
+        if !tcp {
+            return;
+        }
+        if let Some(count) = FD_COUNTS.get_ptr_mut(&tgid) {
             // SAFETY: map value pointer; one call at a time (see scan_sock).
             unsafe { (*count).tcp_connections += 1 };
+        }
+        // A connection the probes never saw open (it predates c1m) that is
+        // not on a target listener's port: the target dialled it. The
+        // socket walk counts only the dialled connections c1m saw open, so
+        // without this a client's pool opened before attach would hold no
+        // ephemeral ports at all. A socket two target processes share is
+        // counted once per fd here (rare for dialled sockets).
+        // SAFETY: presence test only.
+        let seen_open = unsafe { OWNED_SOCKS.get(&sk).is_some() };
+        if !seen_open && !target_listens_on(port) {
+            note_outbound(sk, family);
         }
         return;
     }

@@ -11,7 +11,10 @@ use aya_ebpf::{
 };
 use c1m_common::DropReason;
 
-use crate::maps::{TARGET_TGIDS, count_drop};
+use crate::{
+    maps::{TARGET_TGIDS, count_drop},
+    target_task::current_is_target,
+};
 
 /// Record layout, from `/sys/kernel/tracing/events/task/task_newtask/format`.
 mod record {
@@ -28,11 +31,11 @@ pub fn task_newtask_tp(ctx: TracePointContext) -> u32 {
 }
 
 fn try_task_newtask(ctx: &TracePointContext) {
-    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: the value is only tested for presence.
-    if unsafe { TARGET_TGIDS.get(&parent) }.is_none() {
+    // A fork in the target cgroup is a target whoever its parent is.
+    if !current_is_target() {
         return;
     }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: offsets of the record layout above, read through the helper.
     let fields = unsafe {
         (
