@@ -1,5 +1,5 @@
 //! `c1m-daemon top` (the processes that hold TCP sockets on this host, a
-//! table per refresh) and `run` without `--pid`, which serves the same
+//! table per refresh) and `run` without a target, which serves the same
 //! overview at `/` and `/api/v1/overview`. Both start from nothing the user
 //! must know: each row names the `run --pid` that watches it.
 
@@ -52,7 +52,7 @@ fn next_refresh(started: tokio::time::Instant, interval: Duration) -> tokio::tim
     started + interval.max(started.elapsed() * 5)
 }
 
-/// `run` without `--pid`: the overview served at `/` and
+/// `run` without a target: the overview served at `/` and
 /// `/api/v1/overview`, and a line per refresh.
 pub fn serve(args: &RunArgs) -> anyhow::Result<Exit> {
     if args.no_children || args.attach.is_some() {
@@ -71,7 +71,7 @@ pub fn serve(args: &RunArgs) -> anyhow::Result<Exit> {
         let (publish, latest) = tokio::sync::watch::channel(None);
         api::serve_router_in_background(api::overview::router(latest), listener, access)?;
         let banner = format!(
-            "c1m: no --pid: the processes holding TCP sockets on this host, at \
+            "c1m: no target: the processes holding TCP sockets on this host, at \
              http://{api_addr}/ (JSON: /api/v1/overview); Ctrl-C to stop\n\
              watch one of them: c1m-daemon run --pid <PID> (each row names its own)"
         );
