@@ -8,12 +8,14 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod maps;
+pub mod overview;
 pub mod scan;
 pub mod sock;
 pub mod stats;
 pub mod tcp_state;
 
 pub use maps::*;
+pub use overview::*;
 pub use scan::*;
 pub use sock::*;
 pub use stats::*;

@@ -39,7 +39,20 @@ pub enum Command {
     /// transitions) and serving the latest report as JSON at
     /// http://127.0.0.1:8080/api/v1/report. Stops on Ctrl-C, after
     /// --duration, or when the target exits (exit code 3).
+    ///
+    /// Without --pid it serves the host overview instead (the processes
+    /// that hold TCP sockets, as `top` shows them) at / and
+    /// /api/v1/overview, each row naming the `run --pid` that watches it.
     Run(RunArgs),
+    /// The processes that hold TCP sockets on this host (its network
+    /// namespace), most connections first: per process its connections by
+    /// state, listening ports, the TIME_WAIT its listeners leave, kernel
+    /// socket buffer bytes, fds against RLIMIT_NOFILE with the nearest
+    /// limit's headroom, and the command that watches it (`c1m-daemon run
+    /// --pid P`). Refreshed every --interval until Ctrl-C; one walk of the
+    /// kernel's socket files and TCP sockets (BPF iterators) per refresh,
+    /// no /proc/*/fd scan.
+    Top(TopArgs),
     /// Sample the target for --duration, then print one report: its
     /// connections by state, TIME_WAIT churn, and the cost of one connection
     /// (kernel objects sized from this kernel's slabs, userspace memory
@@ -480,12 +493,10 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Process to watch (the server); repeat for several. A thread id is
-    /// mapped to its process. Its child processes are watched too.
-    #[arg(
-        long = "pid",
-        value_name = "PID",
-        required_unless_present_any = ["cgroup", "container"]
-    )]
+    /// mapped to its process. Its child processes are watched too. Without
+    /// a target (--pid, --cgroup, --container): the host overview (as
+    /// `top`) at / and /api/v1/overview.
+    #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
     #[command(flatten)]
     pub cgroup: CgroupArgs,
@@ -515,6 +526,23 @@ pub struct RunArgs {
     /// or `?token=<token>`.
     #[arg(long, env = "C1M_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one table (or one JSON document) and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Print one JSON document per refresh, one per line (the fields of
+    /// `GET /api/v1/overview`, README "The overview").
+    #[arg(long)]
+    pub json: bool,
+    /// Time between two refreshes, e.g. `1s`, `500ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Rows to print (the JSON has them all).
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub rows: usize,
 }
 
 #[cfg(test)]

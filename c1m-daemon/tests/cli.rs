@@ -167,3 +167,26 @@ fn serving_beyond_loopback_needs_a_token() {
     assert!(stderr.contains("without a token"), "{stderr}");
     assert!(stderr.contains("--token"), "{stderr}");
 }
+
+#[test]
+fn the_overview_refuses_target_options_a_zero_interval_and_no_privileges() {
+    let output = daemon()
+        .args(["run", "--attach", "tp-btf", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("give its --pid"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let output = daemon().args(["top", "--interval", "0s"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("longer than zero"), "{stderr}");
+
+    let output = unprivileged(&["top", "--once"]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+}

@@ -9,6 +9,9 @@
 //!   `run` watches it: the time one walk of every socket and fd takes (the
 //!   API's `daemon.walk_ms`), and the daemon's memory per tracked socket
 //!   (its RSS and the kernel map).
+//! - `top [--connections N]`: N connections held by the echo server and
+//!   the load generator (2N sockets) while `top --json` refreshes every
+//!   second for 15 s: the time and CPU of one refresh.
 //! - `ramp [--connections N]`: `selftest` to N: ramp rate and verdict.
 //! - `soak [--connections N] [--minutes M]`: N connections held for M
 //!   minutes with `run` sampling every second: late samples and losses.
@@ -401,5 +404,89 @@ pub fn ramp(root: &Path, connections: u64) -> anyhow::Result<()> {
         result["load_user_bytes"],
     );
     println!("(selftest exit {status}; details in target/bench-ramp.json)");
+    Ok(())
+}
+
+/// `top --json --interval 1s` for 15 s over N connections held on
+/// loopback (echo + load, 2N sockets): refresh time and CPU.
+pub fn top(root: &Path, connections: u64) -> anyhow::Result<()> {
+    let (_echo, addr, _pid) = echo(root, connections)?;
+    let _load = Guard(
+        Command::new(daemon(root))
+            .args(["load", "--target", &addr])
+            .args(["--connections", &connections.to_string(), "--hold", "300s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the load")?,
+    );
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let once = Command::new(daemon(root))
+            .args(["top", "--once", "--json"])
+            .output()
+            .context("running top --once")?;
+        let overview: serde_json::Value = serde_json::from_slice(&once.stdout)
+            .with_context(|| String::from_utf8_lossy(&once.stderr).into_owned())?;
+        if overview["totals"]["connections"].as_u64() >= Some(2 * connections) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(240) {
+            bail!(
+                "the load did not open {connections} connections in 240 s: {}",
+                overview["totals"]
+            );
+        }
+    }
+    let mut top = Guard(
+        Command::new(daemon(root))
+            .args(["top", "--json", "--interval", "1s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting top")?,
+    );
+    let stdout = top.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_secs(15));
+    // SAFETY: SIGINT to our own child (it stops like on Ctrl-C).
+    unsafe { libc::kill(top.0.id() as i32, libc::SIGINT) };
+    let _ = top.0.wait();
+    let docs = reader.join().expect("reader thread");
+    if docs.len() < 3 {
+        bail!("top printed {} documents in 15 s", docs.len());
+    }
+    let mut refresh: Vec<f64> = docs
+        .iter()
+        .filter_map(|d| d["daemon"]["refresh_ms"].as_f64())
+        .collect();
+    refresh.sort_by(f64::total_cmp);
+    let cpu = |d: &serde_json::Value| d["daemon"]["cpu_seconds"].as_f64().unwrap_or(0.0);
+    let cpu_per_refresh = (cpu(&docs[docs.len() - 1]) - cpu(&docs[0])) / (docs.len() - 1) as f64;
+    let last = &docs[docs.len() - 1];
+    println!(
+        "sockets walked: {} ({} connections in {} processes)",
+        last["totals"]["sockets"], last["totals"]["connections"], last["totals"]["processes"]
+    );
+    println!(
+        "one refresh: min {:.1} ms, median {:.1} ms, max {:.1} ms over {} refreshes",
+        refresh[0],
+        refresh[refresh.len() / 2],
+        refresh[refresh.len() - 1],
+        refresh.len()
+    );
+    println!(
+        "CPU per refresh: {:.1} ms ({:.0}% of a core at one refresh a second); RSS {} bytes",
+        cpu_per_refresh * 1000.0,
+        cpu_per_refresh * 100.0,
+        last["daemon"]["rss_bytes"]
+    );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the few commands a newcomer needs, each doing its own
 //! set-up first so they work on a fresh machine.
 //!
-//! - `cargo xtask run -- --pid <PID>`: build and run `c1m-daemon run`.
+//! - `cargo xtask run`: build and run `c1m-daemon run`: the host overview
+//!   (every process with TCP sockets); `-- --pid <PID>` watches one.
 //! - `cargo xtask test`: every test, kernel tests included (they may not
 //!   skip), the dashboard's browser test, and a short fuzz of the parsers.
 //! - `cargo xtask selftest [-- args]`: the echo-server ramp (release build).
@@ -11,7 +12,7 @@
 //!   rustup link to Debian's rustc), idempotent.
 //! - `cargo xtask daemon -- <args>`: build and run `c1m-daemon <args>`.
 //! - `cargo xtask fuzz [--seconds N] [TARGET]`: fuzz the parsers.
-//! - `cargo xtask bench <overhead|scale|ramp|soak>`: benchmarks that print
+//! - `cargo xtask bench <overhead|scale|top|ramp|soak>`: benchmarks that print
 //!   numbers (`bench.rs`).
 
 mod bench;
@@ -42,8 +43,10 @@ struct Cli {
 enum Task {
     /// Install what building c1m needs on this machine (idempotent).
     Setup,
-    /// Build (release) and run `c1m-daemon run` with these arguments,
-    /// e.g. `cargo xtask run -- --pid 1234`.
+    /// Build (release) and run `c1m-daemon run` with these arguments:
+    /// none serves the host overview (every process holding TCP sockets)
+    /// at http://127.0.0.1:8080/; `cargo xtask run -- --pid 1234` watches
+    /// one process.
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -56,8 +59,9 @@ enum Task {
     },
     /// Benchmarks that print numbers: `overhead` (churn rate with and
     /// without c1m), `scale` (sample time and daemon memory at N
-    /// connections), `ramp` (selftest to N), `soak` (N held for --minutes
-    /// with run sampling: RSS, sample gaps, drops).
+    /// connections), `top` (one refresh of the host overview at N
+    /// connections held by echo + load), `ramp` (selftest to N), `soak` (N
+    /// held for --minutes with run sampling: RSS, sample gaps, drops).
     Bench {
         #[arg(value_enum)]
         what: BenchKind,
@@ -110,6 +114,7 @@ enum Task {
 enum BenchKind {
     Overhead,
     Scale,
+    Top,
     Ramp,
     Soak,
 }
@@ -169,6 +174,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             match what {
                 BenchKind::Overhead => bench::overhead(&root, seconds),
                 BenchKind::Scale => bench::scale(&root, connections),
+                BenchKind::Top => bench::top(&root, connections),
                 BenchKind::Ramp => bench::ramp(&root, connections),
                 BenchKind::Soak => bench::soak(&root, connections, minutes),
             }
@@ -190,17 +196,24 @@ fn run(task: Task) -> anyhow::Result<()> {
 }
 
 /// The browser tests against the debug daemon cargo test just built:
-/// `web/tests/dashboard.test.mjs` (saves `target/dashboard.png`) and
+/// `web/tests/dashboard.test.mjs` (saves `target/dashboard.png`),
+/// `web/tests/overview.test.mjs` (the host overview of `run` without a
+/// target, saves `target/overview.png`) and
 /// `web/tests/ramp-report.test.mjs` (the ramp's HTML report from file://,
 /// saves `target/ramp-report.{html,png}`).
 fn browser_test() -> anyhow::Result<()> {
     let root = workspace_root();
-    for test in ["dashboard.test.mjs", "ramp-report.test.mjs"] {
+    for test in [
+        "dashboard.test.mjs",
+        "overview.test.mjs",
+        "ramp-report.test.mjs",
+    ] {
         let status = Command::new("node")
             .arg(root.join("web/tests").join(test))
             .current_dir(&root)
             .env("C1M_DAEMON", root.join("target/debug/c1m-daemon"))
             .env("C1M_SCREENSHOT", root.join("target/dashboard.png"))
+            .env("C1M_OVERVIEW_SCREENSHOT", root.join("target/overview.png"))
             .env("C1M_RAMP_REPORT", root.join("target/ramp-report.html"))
             .status()
             .with_context(|| format!("running node (the browser test {test})"))?;

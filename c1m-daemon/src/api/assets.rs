@@ -20,6 +20,11 @@ pub async fn index() -> Response {
     file("index.html")
 }
 
+/// The host overview's page (`run` without a target).
+pub async fn overview_index() -> Response {
+    file("overview.html")
+}
+
 pub async fn asset(Path(path): Path<String>) -> Response {
     file(&path)
 }

@@ -21,6 +21,7 @@ pub mod access;
 mod assets;
 mod events;
 mod metrics;
+pub mod overview;
 
 /// The latest published state.
 #[derive(Debug, Clone, Default)]
@@ -131,7 +132,16 @@ pub fn serve_in_background(
     latest: watch::Receiver<Snapshot>,
     access: access::Access,
 ) -> anyhow::Result<()> {
-    let app = router(latest).layer(axum::middleware::from_fn_with_state(access, access::check));
+    serve_router_in_background(router(latest), listener, access)
+}
+
+/// Serve `app` behind the access rules on a thread of its own.
+pub fn serve_router_in_background(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    access: access::Access,
+) -> anyhow::Result<()> {
+    let app = app.layer(axum::middleware::from_fn_with_state(access, access::check));
     let listener = listener.into_std()?;
     std::thread::Builder::new()
         .name("api".into())

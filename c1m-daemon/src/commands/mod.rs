@@ -7,6 +7,7 @@ pub mod ramp;
 mod report;
 mod run;
 mod target;
+mod top;
 
 use crate::{cli::Command, exit::Exit, loadgen};
 
@@ -15,6 +16,7 @@ pub fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Doctor(args) => doctor::doctor(&args),
         Command::Run(args) => run::run(&args),
         Command::Report(args) => report::report(&args),
+        Command::Top(args) => top::top(&args),
         Command::Echo(args) => loadgen::echo::serve(&args.options()).map(|()| Exit::Ok),
         Command::Selftest(args) => ramp::selftest::run(&args),
         Command::Ramp(args) => ramp::run(&args),

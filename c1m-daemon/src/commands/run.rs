@@ -1,6 +1,7 @@
 //! `c1m-daemon run --pid <PID>`: attach, follow the target's sockets, print
 //! a line per interval and serve the latest report over HTTP, until Ctrl-C,
-//! `--duration`, or the target's exit.
+//! `--duration`, or the target's exit. Without `--pid`: the host overview
+//! (`top.rs`).
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -21,6 +22,9 @@ use crate::{
 use super::target::resolve_target;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<Exit> {
+    if args.pids.is_empty() && args.cgroup.cgroup.is_none() && args.cgroup.container.is_none() {
+        return super::top::serve(args);
+    }
     let (named, cgroup) = resolve_target(&args.pids, &args.cgroup)?;
     let runtime = crate::runtime::current_thread()?;
     runtime.block_on(watch(args, named, cgroup))

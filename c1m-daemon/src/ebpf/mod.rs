@@ -5,6 +5,7 @@
 pub mod btf_offsets;
 pub mod error;
 pub mod features;
+pub mod overview;
 pub mod probes;
 pub mod self_cost;
 pub mod sizing;

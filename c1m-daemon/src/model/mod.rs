@@ -2,6 +2,7 @@
 
 pub mod ceiling;
 pub mod evidence;
+pub mod overview;
 pub mod ports;
 pub mod regression;
 pub mod report;

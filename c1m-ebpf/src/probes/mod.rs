@@ -5,5 +5,6 @@ mod accept_exit;
 mod cgroup_attach_task;
 mod feature_checks;
 mod inet_sock_set_state;
+mod overview;
 mod scans;
 mod task_newtask;
