@@ -104,6 +104,8 @@ fn ports_run_out_as_forecast(name: &str, load_args: &[&str]) {
     let mut ran_out_at = None;
     let mut last_line_at = 0.0;
     let mut next_poll = Instant::now();
+    // The last report, for the failure message: what c1m saw of the pair.
+    let mut last_report = None;
     while started.elapsed() < Duration::from_secs(40) && ran_out_at.is_none() {
         // The load's progress lines come each second; the run-out is timed
         // on this test's clock (the load's own starts later), between the
@@ -120,9 +122,11 @@ fn ports_run_out_as_forecast(name: &str, load_args: &[&str]) {
         }
         if Instant::now() >= next_poll {
             next_poll += Duration::from_millis(500);
-            if let Some((seconds, rate)) = try_report(&api).as_ref().and_then(ports_forecast) {
+            let report = try_report(&api);
+            if let Some((seconds, rate)) = report.as_ref().and_then(ports_forecast) {
                 forecasts.push((started.elapsed().as_secs_f64(), seconds, rate));
             }
+            last_report = report.or(last_report);
         }
     }
     let ran_out_at = ran_out_at.unwrap_or_else(|| {
@@ -136,7 +140,20 @@ fn ports_run_out_as_forecast(name: &str, load_args: &[&str]) {
         .iter()
         .find(|(at, _, _)| *at >= 5.0 && ran_out_at - at >= 5.0)
         .unwrap_or_else(|| {
-            panic!("no forecast between 5 s and {ran_out_at:.1} - 5 s: {forecasts:?}")
+            let seen = last_report.as_ref().map(|r| {
+                let ports = r["ceiling"]["limits"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|l| l["name"] == "ephemeral_ports").cloned());
+                format!(
+                    "ephemeral_ports limit {ports:?}; connections {}; time_wait {}; drops {}; \
+                     target {}",
+                    r["connections"], r["time_wait"], r["drops"], r["target"]
+                )
+            });
+            panic!(
+                "no forecast between 5 s and {ran_out_at:.1} - 5 s: {forecasts:?}; \
+                 last report: {seen:?}"
+            )
         });
     let actual = ran_out_at - at;
     assert!(
