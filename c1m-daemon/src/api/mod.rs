@@ -257,8 +257,10 @@ mod tests {
         let (status, content_type, body) = get_text(router(latest.clone()), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(content_type.starts_with("text/html"), "{content_type}");
+        assert!(body.contains("/assets/common.js"));
         assert!(body.contains("/assets/app.js"));
         for (path, kind) in [
+            ("/assets/common.js", "javascript"),
             ("/assets/app.js", "javascript"),
             ("/assets/style.css", "text/css"),
             ("/assets/vendor/uplot/uPlot.iife.min.js", "javascript"),

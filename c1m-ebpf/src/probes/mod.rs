@@ -5,6 +5,7 @@ mod accept_exit;
 mod cgroup_attach_task;
 mod feature_checks;
 mod inet_sock_set_state;
+mod iter_context;
 mod overview;
 mod scans;
 mod task_newtask;

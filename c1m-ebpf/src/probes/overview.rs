@@ -16,7 +16,7 @@
 //! state (the running file count) only once all its writes went through.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file},
+    helpers::{bpf_seq_write, bpf_sock_from_file},
     macros::map,
     maps::Array,
 };
@@ -25,13 +25,10 @@ use c1m_common::{
     TCP_TIME_WAIT,
 };
 
+use super::iter_context::{
+    AF_INET, AF_INET6, IPPROTO_TCP, KEEPALIVE_EVERY, ctx_pointer, read_kernel, seq_and_number,
+};
 use crate::offsets::kernel_offsets;
-
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const IPPROTO_TCP: u16 = 6;
-/// Objects between two keep-alive records.
-const KEEPALIVE_EVERY: u64 = 1 << 16;
 
 /// Offsets only the overview needs, set by the daemon at load.
 #[unsafe(no_mangle)]
@@ -46,38 +43,6 @@ pub static OVERVIEW_FILE_RUN: Array<FileRun> = Array::with_max_entries(1, 0);
 fn overview_offsets() -> OverviewOffsets {
     // SAFETY: volatile read of a load-time constant (see offsets.rs).
     unsafe { core::ptr::read_volatile(&OVERVIEW_OFFSETS) }
-}
-
-/// Pointer-sized field `index` of an iterator's context
-/// (`bpf_iter__tcp { meta; sk_common; uid }`,
-/// `bpf_iter__task_file { meta; task; fd; file }`).
-#[inline(always)]
-fn ctx_pointer(ctx: *const u64, index: usize) -> u64 {
-    // SAFETY: the kernel hands iterator programs a context of this layout;
-    // the verifier checks the access against its BTF.
-    unsafe { *ctx.add(index) }
-}
-
-/// # Safety
-/// `base + offset` must be a kernel address; a bad one makes the helper
-/// fail, which reads as `None`.
-#[inline(always)]
-unsafe fn read_kernel<T>(base: u64, offset: u32) -> Option<T> {
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
-}
-
-/// The seq file to write to and this object's number in the walk.
-#[inline(always)]
-fn seq_and_number(ctx: *const u64) -> Option<(*mut aya_ebpf::bindings::seq_file, u64)> {
-    // `struct bpf_iter_meta { struct seq_file *seq; u64 session_id; u64 seq_num; }`
-    // SAFETY: ctx field 0 is the meta pointer; the verifier types the loads.
-    unsafe {
-        let meta = ctx_pointer(ctx, 0) as *const u64;
-        if meta.is_null() {
-            return None;
-        }
-        Some((*meta as *mut aya_ebpf::bindings::seq_file, *meta.add(2)))
-    }
 }
 
 /// Write one record; false when the reader's buffer is full.

@@ -7,12 +7,15 @@
 //! aya-ebpf 0.2.1 has no macro for iterators: the section names are
 //! written by hand and aya 0.14 loads them as `Iter`.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_seq_write, bpf_sock_from_file};
+use aya_ebpf::helpers::{bpf_seq_write, bpf_sock_from_file};
 use c1m_common::{
     FdCount, ListenerSlot, ScanKind, SockOrigin, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_TIME_WAIT,
     sock_scan_index,
 };
 
+use super::iter_context::{
+    AF_INET, AF_INET6, IPPROTO_TCP, KEEPALIVE_EVERY, ctx_pointer, read_kernel, seq_and_number,
+};
 use crate::{
     maps::{
         FD_COUNTS, LISTEN_FOUND, LISTENERS_FOUND, OUTBOUND_PAIRS, OWNED_SOCKS, SOCK_SCAN,
@@ -23,50 +26,19 @@ use crate::{
     sock_tracker::target_listens_on,
 };
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const IPPROTO_TCP: u16 = 6;
-
-/// Pointer-sized field `index` of an iterator's context struct
-/// (`struct bpf_iter__tcp { meta; sk_common; uid }`,
-/// `struct bpf_iter__task_file { meta; task; fd; file }`).
-#[inline(always)]
-fn ctx_pointer(ctx: *const u64, index: usize) -> u64 {
-    // SAFETY: the kernel hands iterator programs a context of this layout;
-    // the verifier checks the access against its BTF.
-    unsafe { *ctx.add(index) }
-}
-
-/// # Safety
-/// `base + offset` must be a kernel address; a bad one makes the helper
-/// fail, which reads as `None`.
-#[inline(always)]
-unsafe fn read_kernel<T>(base: u64, offset: u32) -> Option<T> {
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
-}
-
-/// Objects between two keep-alive bytes (see [`keep_read_going`]).
-const KEEPALIVE_EVERY: u64 = 1 << 16;
-
 /// A read of an iterator that visits a million objects without writing a
-/// byte ends with EAGAIN (the kernel's MAX_ITER_OBJECTS), and resuming such
-/// a read does not move on: past a million sockets the walk would never
-/// finish. One byte every 65,536 objects keeps every read productive.
+/// byte ends with EAGAIN, and resuming such a read does not move on: past
+/// a million sockets the walk would never finish. One byte every
+/// [`KEEPALIVE_EVERY`] objects keeps every read productive.
 #[inline(always)]
 fn keep_read_going(ctx: *const u64) {
-    // `struct bpf_iter_meta { struct seq_file *seq; u64 session_id; u64 seq_num; }`
-    // SAFETY: ctx field 0 is the meta pointer; the verifier types both loads.
-    unsafe {
-        let meta = ctx_pointer(ctx, 0) as *const u64;
-        if meta.is_null() {
-            return;
-        }
-        let seq_num = *meta.add(2);
-        if seq_num % KEEPALIVE_EVERY == 0 {
-            let seq = *meta as *mut aya_ebpf::bindings::seq_file;
-            let byte = 0u8;
-            bpf_seq_write(seq, (&byte as *const u8).cast(), 1);
-        }
+    let Some((seq, seq_num)) = seq_and_number(ctx) else {
+        return;
+    };
+    if seq_num % KEEPALIVE_EVERY == 0 {
+        let byte = 0u8;
+        // SAFETY: one byte of this stack, written to this walk's seq file.
+        unsafe { bpf_seq_write(seq, (&byte as *const u8).cast(), 1) };
     }
 }
 
